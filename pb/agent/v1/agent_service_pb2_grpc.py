@@ -28,7 +28,7 @@ if _version_not_supported:
 
 class AgentServiceStub:
     """AgentService runs on every agent node and is called by the manager only.
-    Calls carry the internal service token as `authorization: Bearer <token>` metadata;
+    Calls carry the internal service token as `x-bai-service-token: <token>` metadata;
     a missing or wrong token is UNAUTHENTICATED.
     """
 
@@ -77,7 +77,7 @@ class AgentServiceStub:
 
 class AgentServiceServicer:
     """AgentService runs on every agent node and is called by the manager only.
-    Calls carry the internal service token as `authorization: Bearer <token>` metadata;
+    Calls carry the internal service token as `x-bai-service-token: <token>` metadata;
     a missing or wrong token is UNAUTHENTICATED.
     """
 
@@ -110,7 +110,9 @@ class AgentServiceServicer:
         """Runs code (query mode) or a command (batch mode) in the kernel and streams its output.
         The stream ends after one event with `finished` set, or, when `max_wait` elapses first,
         after an event with `continued` set: call again with mode CONTINUE and the same run_id
-        to resume. Errors: NOT_FOUND; FAILED_PRECONDITION if the kernel is not running.
+        to resume. INPUT delivers `code` as one input line to a run waiting for input, then streams
+        the rest of the run like CONTINUE.
+        Errors: NOT_FOUND (kernel or run id); FAILED_PRECONDITION if the kernel is not running.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -186,7 +188,7 @@ def add_AgentServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class AgentService:
     """AgentService runs on every agent node and is called by the manager only.
-    Calls carry the internal service token as `authorization: Bearer <token>` metadata;
+    Calls carry the internal service token as `x-bai-service-token: <token>` metadata;
     a missing or wrong token is UNAUTHENTICATED.
     """
 

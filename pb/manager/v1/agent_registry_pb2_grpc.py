@@ -28,7 +28,7 @@ if _version_not_supported:
 
 class AgentRegistryServiceStub:
     """AgentRegistryService is how agents join the cluster. Internal: calls carry the internal
-    service token as `authorization: Bearer <token>` metadata (UNAUTHENTICATED otherwise).
+    service token as `x-bai-service-token: <token>` metadata (UNAUTHENTICATED otherwise).
     """
 
     def __init__(self, channel):
@@ -46,7 +46,7 @@ class AgentRegistryServiceStub:
 
 class AgentRegistryServiceServicer:
     """AgentRegistryService is how agents join the cluster. Internal: calls carry the internal
-    service token as `authorization: Bearer <token>` metadata (UNAUTHENTICATED otherwise).
+    service token as `x-bai-service-token: <token>` metadata (UNAUTHENTICATED otherwise).
     """
 
     def Heartbeat(self, request_iterator, context):
@@ -89,7 +89,7 @@ def add_AgentRegistryServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class AgentRegistryService:
     """AgentRegistryService is how agents join the cluster. Internal: calls carry the internal
-    service token as `authorization: Bearer <token>` metadata (UNAUTHENTICATED otherwise).
+    service token as `x-bai-service-token: <token>` metadata (UNAUTHENTICATED otherwise).
     """
 
     @staticmethod

@@ -33,11 +33,14 @@ class SessionServiceStub:
     authorization: "BackendAI signMethod=HMAC-SHA256, credential=<access key>:<hex signature>"
     x-bai-date: ISO 8601 timestamp (within 5 minutes of the server clock)
     x-bai-version: API version string, e.g. "v9.20250722"
+    x-bai-sign-host: the host[:port] the client signed (its dialled target)
     The string to sign is Backend.AI's (METHOD, path, date, host, content type, version,
     empty-body digest) with METHOD "POST", path = the full gRPC method name
-    ("/bai.manager.v1.SessionService/CreateSession"), host = the :authority the client dialled and
-    content type "application/grpc". The gateway forwards the signature of an HTTP request
-    instead, together with the internal service token. Bad or stale signatures are UNAUTHENTICATED.
+    ("/bai.manager.v1.SessionService/CreateSession") and content type "application/grpc".
+    The gateway instead forwards the signature of the client's HTTP request, with
+    x-bai-sign-method / x-bai-sign-path / x-bai-sign-content-type naming what was signed; those
+    are honoured only together with a valid internal `x-bai-service-token`.
+    A missing, malformed, stale or wrong signature is UNAUTHENTICATED.
     """
 
     def __init__(self, channel):
@@ -95,19 +98,24 @@ class SessionServiceServicer:
     authorization: "BackendAI signMethod=HMAC-SHA256, credential=<access key>:<hex signature>"
     x-bai-date: ISO 8601 timestamp (within 5 minutes of the server clock)
     x-bai-version: API version string, e.g. "v9.20250722"
+    x-bai-sign-host: the host[:port] the client signed (its dialled target)
     The string to sign is Backend.AI's (METHOD, path, date, host, content type, version,
     empty-body digest) with METHOD "POST", path = the full gRPC method name
-    ("/bai.manager.v1.SessionService/CreateSession"), host = the :authority the client dialled and
-    content type "application/grpc". The gateway forwards the signature of an HTTP request
-    instead, together with the internal service token. Bad or stale signatures are UNAUTHENTICATED.
+    ("/bai.manager.v1.SessionService/CreateSession") and content type "application/grpc".
+    The gateway instead forwards the signature of the client's HTTP request, with
+    x-bai-sign-method / x-bai-sign-path / x-bai-sign-content-type naming what was signed; those
+    are honoured only together with a valid internal `x-bai-service-token`.
+    A missing, malformed, stale or wrong signature is UNAUTHENTICATED.
     """
 
     def CreateSession(self, request, context):
         """Creates a session, or returns an existing live one of the same name when
         `reuse_if_exists` is set. Unless `enqueue_only` is set, the call returns once the session
         is RUNNING, failed, or `max_wait` elapsed (whichever comes first).
-        Errors: INVALID_ARGUMENT (bad name, slots or type); NOT_FOUND (unknown image alias);
-        ALREADY_EXISTS (name taken and reuse not asked for).
+        An image no agent holds does not fail the call: the session is recorded in state ERROR
+        with reason "ImageNotFound", so the failure is visible in its history like any other.
+        Errors: INVALID_ARGUMENT (bad name, slots or type); ALREADY_EXISTS (name taken and reuse
+        not asked for).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -143,7 +151,8 @@ class SessionServiceServicer:
 
     def ExecuteSession(self, request, context):
         """Executes code in the session's main kernel and streams the output (see
-        bai.agent.v1.AgentService.Execute for the run/continue protocol).
+        bai.agent.v1.AgentService.Execute for the run/continue protocol; INPUT delivers the line
+        and then streams the rest of the run like CONTINUE).
         Errors: NOT_FOUND, FAILED_PRECONDITION (not RUNNING), INVALID_ARGUMENT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -223,11 +232,14 @@ class SessionService:
     authorization: "BackendAI signMethod=HMAC-SHA256, credential=<access key>:<hex signature>"
     x-bai-date: ISO 8601 timestamp (within 5 minutes of the server clock)
     x-bai-version: API version string, e.g. "v9.20250722"
+    x-bai-sign-host: the host[:port] the client signed (its dialled target)
     The string to sign is Backend.AI's (METHOD, path, date, host, content type, version,
     empty-body digest) with METHOD "POST", path = the full gRPC method name
-    ("/bai.manager.v1.SessionService/CreateSession"), host = the :authority the client dialled and
-    content type "application/grpc". The gateway forwards the signature of an HTTP request
-    instead, together with the internal service token. Bad or stale signatures are UNAUTHENTICATED.
+    ("/bai.manager.v1.SessionService/CreateSession") and content type "application/grpc".
+    The gateway instead forwards the signature of the client's HTTP request, with
+    x-bai-sign-method / x-bai-sign-path / x-bai-sign-content-type naming what was signed; those
+    are honoured only together with a valid internal `x-bai-service-token`.
+    A missing, malformed, stale or wrong signature is UNAUTHENTICATED.
     """
 
     @staticmethod
