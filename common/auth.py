@@ -20,15 +20,15 @@ __all__ = [
     "MAX_CLOCK_SKEW",
     "AuthError",
     "SignedRequest",
+    "authorization_header",
+    "check_skew",
     "generate_keypair",
+    "normalize_content_type",
+    "now_date",
     "parse_authorization",
     "parse_date",
     "sign",
     "verify",
-    "check_skew",
-    "now_date",
-    "authorization_header",
-    "normalize_content_type",
 ]
 
 API_VERSION = "v9.20250722"

@@ -12,13 +12,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import grpc
+from bai.common import errors
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
-
-from bai.common import errors
 
 __all__ = [
     "SERVICE_TOKEN_KEY",
@@ -83,7 +82,7 @@ def error_from_rpc(err: grpc.aio.AioRpcError) -> errors.BaiError:
         cls = errors.Unavailable
     reason: str | None = None
     metadata: dict[str, str] = {}
-    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    status = rpc_status.from_call(err)
     if status is not None:
         for detail in status.details:
             if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):

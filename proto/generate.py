@@ -29,9 +29,14 @@ def generate(dest: Path) -> None:
     protos = sorted(str(p.relative_to(PROTO_DIR)) for p in PROTO_DIR.rglob("*.proto"))
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [
-            sys.executable, "-m", "grpc_tools.protoc",
-            f"-I{PROTO_DIR}", f"-I{THIRD_PARTY}",
-            f"--python_out={tmp}", f"--grpc_python_out={tmp}", f"--pyi_out={tmp}",
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{PROTO_DIR}",
+            f"-I{THIRD_PARTY}",
+            f"--python_out={tmp}",
+            f"--grpc_python_out={tmp}",
+            f"--pyi_out={tmp}",
             *protos,
         ]
         subprocess.run(cmd, check=True, cwd=PROTO_DIR)

@@ -1,0 +1,1 @@
+"""bai kernel runner: the stdlib-only program the agent mounts into kernel containers."""
