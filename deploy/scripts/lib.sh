@@ -33,26 +33,30 @@ ensure_docker() {
 
 ensure_venv() {
   local extras="${1:-}"
+  mkdir -p "$STATE/logs"
   if [ ! -x "$VENV/bin/python" ]; then
     say "creating $VENV"
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q --upgrade pip >/dev/null
+    "$VENV/bin/pip" install -q --upgrade pip >/dev/null 2>&1 || true
   fi
   local stamp="$VENV/.bai-installed$extras"
   if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
     say "installing bai into $VENV ${extras:+(with $extras)}"
-    "$VENV/bin/pip" install -q -e "$ROOT$extras" >/dev/null
+    "$VENV/bin/pip" install -q -e "$ROOT$extras" >/dev/null 2>"$STATE/logs/pip.log" \
+      || { cat "$STATE/logs/pip.log" >&2; die "pip install failed"; }
     touch "$stamp"
   fi
 }
 
 ensure_client_venv() {
   # The official Backend.AI client needs Python 3.13.
+  mkdir -p "$STATE/logs"
   if [ -x "$CLIENT_VENV/bin/backend.ai" ]; then return 0; fi
   [ -x "$PY313" ] || die "Python 3.13 not found at $PY313 (set BAI_PY313)"
   say "installing the official client backend.ai-client==26.9.6 into $CLIENT_VENV"
   "$PY313" -m venv "$CLIENT_VENV"
-  "$CLIENT_VENV/bin/pip" install -q backend.ai-client==26.9.6 >/dev/null
+  "$CLIENT_VENV/bin/pip" install -q backend.ai-client==26.9.6 >/dev/null 2>"$STATE/logs/pip-client.log" \
+    || { cat "$STATE/logs/pip-client.log" >&2; rm -rf "$CLIENT_VENV"; die "installing the official client failed"; }
 }
 
 ensure_image() {

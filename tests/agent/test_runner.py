@@ -65,6 +65,15 @@ async def first_event(it: AsyncIterator[Event]) -> Event:
     return await asyncio.wait_for(anext(it), 5)
 
 
+async def read_stdout_until(it: AsyncIterator[Event], expected: str) -> None:
+    """Consume events until the stdout seen so far is ``expected`` (writes may be split)."""
+    seen = ""
+    while seen != expected:
+        event = await first_event(it)
+        assert event.get("stream") == "stdout", event
+        seen += event["data"]
+
+
 async def raw_request(sock: Path, payload: bytes) -> list[Event]:
     reader, writer = await asyncio.open_unix_connection(str(sock))
     writer.write(payload)
@@ -169,7 +178,7 @@ async def test_batch_timeout(client: RunnerClient) -> None:
 async def test_interrupt_running_code(client: RunnerClient) -> None:
     assert await client.interrupt() is False, "nothing runs yet"
     it = client.execute("query", "import time\nprint('started')\ntime.sleep(30)", None)
-    assert await first_event(it) == {"stream": "stdout", "data": "started\n"}
+    await read_stdout_until(it, "started\n")
     assert await client.interrupt() is True
     events = [event async for event in it]
     assert finished(events)["exit_code"] == 1
@@ -178,7 +187,7 @@ async def test_interrupt_running_code(client: RunnerClient) -> None:
 
 async def test_interrupt_batch(client: RunnerClient) -> None:
     it = client.execute("batch", "echo started; sleep 30", None)
-    assert await first_event(it) == {"stream": "stdout", "data": "started\n"}
+    await read_stdout_until(it, "started\n")
     assert await client.interrupt() is True
     events = [event async for event in it]
     assert finished(events)["exit_code"] == 128 + signal.SIGINT
@@ -196,7 +205,7 @@ async def test_input_round_trip(client: RunnerClient) -> None:
 
 async def test_busy_rejection(client: RunnerClient) -> None:
     it = client.execute("query", "import time\nprint('go')\ntime.sleep(30)", None)
-    assert await first_event(it) == {"stream": "stdout", "data": "go\n"}
+    await read_stdout_until(it, "go\n")
     with pytest.raises(RunnerBusyError):
         await run(client, "print(1)")
     assert await client.interrupt() is True
@@ -217,7 +226,7 @@ async def test_malformed_requests(client: RunnerClient, runner_socket: Path) -> 
 async def test_output_streams_before_the_run_ends(client: RunnerClient) -> None:
     start = time.monotonic()
     it = client.execute("query", "import time\nprint('first')\ntime.sleep(1.5)\nprint('second')", None)
-    assert await first_event(it) == {"stream": "stdout", "data": "first\n"}
+    await read_stdout_until(it, "first\n")
     assert time.monotonic() - start < 1.0
     events = [event async for event in it]
     assert text(events, "stdout") == "second\n"

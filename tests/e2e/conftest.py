@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cluster import Cluster, start_cluster
+from postgres import PostgresServer
+
+ROOT = Path(__file__).resolve().parents[2]
+OFFICIAL_CLIENT = ROOT / ".venv-client" / "bin" / "backend.ai"
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, docker_ready: None
+) -> Iterator[Cluster]:
+    """A running manager + agent + gateway, once per database backend."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'manager.db'}"
+        drop = None
+    else:
+        import psycopg
+
+        server: PostgresServer = request.getfixturevalue("pg_server")
+        name = "e2e_" + request.module.__name__.rsplit(".", 1)[-1][:40]
+        with psycopg.connect(server.dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        url, drop = server.url_for(name), (server, name)
+    c = start_cluster(url)
+    try:
+        yield c
+    finally:
+        c.shutdown()
+        if drop is not None:
+            import psycopg
+
+            with psycopg.connect(drop[0].dsn, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{drop[1]}" WITH (FORCE)')
+
+
+def docker_inspect(container_id: str, fmt: str) -> str:
+    out = subprocess.run(
+        ["docker", "inspect", "-f", fmt, container_id], capture_output=True, text=True, check=True
+    )
+    return out.stdout.strip()
