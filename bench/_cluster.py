@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
 
-from cluster import Cluster, start_cluster  # noqa: E402
+from cluster import Cluster, start_cluster
 
 IMAGE = "bai/python:3.11-debian12"
 
