@@ -35,11 +35,16 @@ class RunnerClient:
         return await self._call({"op": "ping"})
 
     async def execute(
-        self, mode: str, code: str, timeout: float | None = None
+        self,
+        mode: str,
+        code: str,
+        timeout: float | None = None,  # noqa: ASYNC109
     ) -> AsyncIterator[dict[str, Any]]:
         """Yield every event of one execution, the final ``{"finished": true, ...}`` included.
 
-        Raises RunnerBusyError when another execution runs, RunnerError on any other error.
+        ``timeout`` is enforced by the runner (it interrupts, then kills, the code), so it is
+        not a client-side deadline. Raises RunnerBusyError when another execution runs,
+        RunnerError on any other error.
         """
         request = {"op": "exec", "mode": mode, "code": code, "timeout": timeout}
         reader, writer = await self._open(request)
@@ -65,7 +70,7 @@ class RunnerClient:
         reply = await self._call({"op": "interrupt"})
         return bool(reply.get("interrupted"))
 
-    async def wait_ready(self, timeout: float) -> dict[str, Any]:
+    async def wait_ready(self, timeout: float) -> dict[str, Any]:  # noqa: ASYNC109 - retries
         """Retry until the runner answers a ping (it may still be starting); returns the ping."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout

@@ -298,8 +298,9 @@ class Runner:
         loop.add_signal_handler(signal.SIGCHLD, self.reaper.reap)
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stop.set)
-        self._ensure_worker()
+        self._restart_worker()  # started ahead, so the first query exec does not wait for it
         server = await self._listen()
+        print(f"bai-runner: listening on {self.socket_path} (pid {os.getpid()})", file=sys.stderr)
         try:
             await self._stop.wait()
         finally:
@@ -346,8 +347,13 @@ class Runner:
         return self.worker
 
     def _restart_worker(self) -> None:
-        if not self.shutting_down:
+        if self.shutting_down:
+            return
+        try:
             self._ensure_worker()
+        except OSError as exc:
+            # Not fatal: the next query exec tries again (and reports the error if it fails).
+            print(f"bai-runner: cannot start the Python worker: {exc}", file=sys.stderr)
 
     def _on_worker_message(self, worker: QueryWorker | None, message: Event) -> None:
         ex = self.current
@@ -382,7 +388,7 @@ class Runner:
                     "a fresh interpreter was started and the namespace is lost\n",
                 }
             )
-            self._finish(ex, code or 1)
+            self._finish(ex, code)
         lived = time.monotonic() - worker.started_at
         delay = 0.0 if lived >= WORKER_MIN_LIFETIME_S else WORKER_MIN_LIFETIME_S
         asyncio.get_running_loop().call_later(delay, self._restart_worker)
@@ -419,6 +425,9 @@ class Runner:
         job: BatchJob | None = None
 
         def on_output(stream: str, text: str) -> None:
+            # Batch output also goes to the container log, so `session logs` shows what a batch
+            # session printed (query output stays with its caller only).
+            _write_all(1 if stream == "stdout" else 2, text.encode("utf-8", "backslashreplace"))
             self._route_output(job, stream, text)
 
         job = BatchJob(code, on_output)
@@ -435,8 +444,8 @@ class Runner:
         self.reaper.watch(job.pid, on_exit)
         return ex
 
-    async def _enforce_timeout(self, ex: Execution, timeout: float) -> None:
-        await asyncio.sleep(timeout)
+    async def _enforce_timeout(self, ex: Execution, seconds: float) -> None:
+        await asyncio.sleep(seconds)
         if ex.finished:
             return
         ex.timed_out = True
@@ -533,14 +542,12 @@ class Runner:
             await _send(writer, {"error": "busy"})
             return
         code: str = request["code"]
-        if request["mode"] == "query":
-            ex = await self._start_query(code)
-        else:
-            try:
-                ex = self._start_batch(code)
-            except OSError as exc:
-                await _send(writer, {"error": f"cannot start /bin/bash: {exc}"})
-                return
+        mode: str = request["mode"]
+        try:
+            ex = await self._start_query(code) if mode == "query" else self._start_batch(code)
+        except (OSError, ValueError) as exc:  # e.g. the pids limit, or a NUL byte in a command
+            await _send(writer, {"error": f"exec: cannot start the {mode} process: {exc}"})
+            return
         timeout = request.get("timeout")
         if timeout is not None and not ex.finished:
             ex.timer = asyncio.create_task(self._enforce_timeout(ex, float(timeout)))

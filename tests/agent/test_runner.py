@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from bai.agent.runner.client import RunnerBusyError, RunnerClient, RunnerError
 
 RUNNER_DIR = Path(__file__).resolve().parents[2] / "agent" / "runner"
@@ -46,9 +45,9 @@ async def client(runner_socket: Path) -> RunnerClient:
 
 
 async def run(
-    c: RunnerClient, code: str, mode: str = "query", timeout: float | None = None
+    c: RunnerClient, code: str, mode: str = "query", limit: float | None = None
 ) -> list[Event]:
-    return [event async for event in c.execute(mode, code, timeout)]
+    return [event async for event in c.execute(mode, code, limit)]
 
 
 def text(events: list[Event], stream: str) -> str:
@@ -146,7 +145,7 @@ async def test_batch_exit_code_and_output(client: RunnerClient) -> None:
 async def test_query_timeout_interrupts(client: RunnerClient) -> None:
     await run(client, "survivor = 1")
     start = time.monotonic()
-    events = await run(client, "while True:\n    pass", timeout=1)
+    events = await run(client, "while True:\n    pass", limit=1)
     assert time.monotonic() - start < 2.5
     end = finished(events)
     assert end["timed_out"] is True and end["exit_code"] != 0
@@ -158,7 +157,7 @@ async def test_query_timeout_interrupts(client: RunnerClient) -> None:
 async def test_query_timeout_kills_stubborn_code(client: RunnerClient) -> None:
     await run(client, "doomed = 1")
     code = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass"
-    events = await run(client, code, timeout=0.5)
+    events = await run(client, code, limit=0.5)
     end = finished(events)
     assert end["timed_out"] is True and end["exit_code"] == 137
     assert "namespace is lost" in text(events, "stderr")
@@ -169,7 +168,7 @@ async def test_query_timeout_kills_stubborn_code(client: RunnerClient) -> None:
 
 async def test_batch_timeout(client: RunnerClient) -> None:
     start = time.monotonic()
-    events = await run(client, "sleep 30", mode="batch", timeout=1)
+    events = await run(client, "sleep 30", mode="batch", limit=1)
     assert time.monotonic() - start < 2.5
     end = finished(events)
     assert end["timed_out"] is True and end["exit_code"] == 128 + signal.SIGTERM
@@ -219,13 +218,15 @@ async def test_malformed_requests(client: RunnerClient, runner_socket: Path) -> 
     with pytest.raises(RunnerError):
         await run(client, "print(1)", mode="interactive")
     with pytest.raises(RunnerError):
-        await run(client, "print(1)", timeout=-1)
+        await run(client, "print(1)", limit=-1)
     assert (await client.ping())["ok"] is True
 
 
 async def test_output_streams_before_the_run_ends(client: RunnerClient) -> None:
     start = time.monotonic()
-    it = client.execute("query", "import time\nprint('first')\ntime.sleep(1.5)\nprint('second')", None)
+    it = client.execute(
+        "query", "import time\nprint('first')\ntime.sleep(1.5)\nprint('second')", None
+    )
     await read_stdout_until(it, "first\n")
     assert time.monotonic() - start < 1.0
     events = [event async for event in it]
@@ -249,7 +250,8 @@ async def test_runner_in_container(tmp_path: Path) -> None:
     sock_dir.mkdir()
     sock_dir.chmod(0o777)  # the runner runs as uid 1000 inside
     name = f"bai-runner-test-{uuid.uuid4().hex[:12]}"
-    subprocess.run(
+    await asyncio.to_thread(
+        subprocess.run,
         [
             "docker", "run", "-d", "--rm", "--name", name, "--network", "none",
             "-v", f"{RUNNER_DIR}:/opt/bai-runner:ro", "-v", f"{sock_dir}:/run/bai",
@@ -266,7 +268,9 @@ async def test_runner_in_container(tmp_path: Path) -> None:
         events = await run(client, "id -u; pwd", mode="batch")
         assert text(events, "stdout") == "1000\n/home/work\n"
         # As PID 1 it still stops on SIGTERM, and removes its socket.
-        subprocess.run(["docker", "stop", "-t", "5", name], check=True, capture_output=True)
+        stop = ["docker", "stop", "-t", "5", name]
+        await asyncio.to_thread(subprocess.run, stop, check=True, capture_output=True)
         assert not (sock_dir / "runner.sock").exists()
     finally:
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+        remove = ["docker", "rm", "-f", name]
+        await asyncio.to_thread(subprocess.run, remove, capture_output=True)
