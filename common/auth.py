@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import string
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -141,6 +142,10 @@ def now_date() -> str:
 
 def generate_keypair() -> tuple[str, str]:
     """A new (access key, secret key) pair in Backend.AI's shapes."""
-    access = "AKIA" + secrets.token_hex(8).upper()
-    secret = secrets.token_urlsafe(30)[:40]
+    # Alphanumeric only, like Backend.AI's keys: safe in argv, env files and URLs.
+    alphabet = string.ascii_letters + string.digits
+    access = "AKIA" + "".join(
+        secrets.choice(string.ascii_uppercase + string.digits) for _ in range(16)
+    )
+    secret = "".join(secrets.choice(alphabet) for _ in range(40))
     return access, secret

@@ -1,15 +1,10 @@
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from cluster import Cluster, start_cluster
 from postgres import PostgresServer
-
-ROOT = Path(__file__).resolve().parents[2]
-OFFICIAL_CLIENT = ROOT / ".venv-client" / "bin" / "backend.ai"
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -39,10 +34,3 @@ def cluster(
 
             with psycopg.connect(drop[0].dsn, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{drop[1]}" WITH (FORCE)')
-
-
-def docker_inspect(container_id: str, fmt: str) -> str:
-    out = subprocess.run(
-        ["docker", "inspect", "-f", fmt, container_id], capture_output=True, text=True, check=True
-    )
-    return out.stdout.strip()

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 from cluster import Cluster
-from conftest import OFFICIAL_CLIENT
+from e2e_util import OFFICIAL_CLIENT
 
 pytestmark = pytest.mark.official_client
 
@@ -42,8 +42,9 @@ def test_config_reports_our_server(cluster: Cluster) -> None:
 def test_run_code(cluster: Cluster) -> None:
     name = "oc-" + uuid.uuid4().hex[:8]
     out = backend_ai(cluster, "run", "--rm", "-t", name, "-c", "print(6 * 7)", "python:3.11")
-    assert "42" in out.stdout, out.stdout + out.stderr
-    assert "exit code = 0" in out.stdout
+    text = out.stdout + out.stderr  # the client prints its status lines on stderr
+    assert "42" in out.stdout, text
+    assert "exit code = 0" in text
 
 
 def test_session_lifecycle(cluster: Cluster) -> None:
@@ -51,19 +52,21 @@ def test_session_lifecycle(cluster: Cluster) -> None:
     out = backend_ai(
         cluster, "session", "create", "-t", name, "-r", "cpu=1", "-r", "mem=256", "python"
     )
-    assert "is created and ready" in out.stdout, out.stdout + out.stderr
+    assert "is created and ready" in out.stdout + out.stderr, out.stdout + out.stderr
 
     out = backend_ai(
         cluster, "run", "-t", name, "-c", "import os; print('hostname', os.uname()[1])", "python"
     )
-    assert "Reusing session" in out.stdout or "is ready" in out.stdout, out.stdout + out.stderr
-    assert "hostname" in out.stdout
+    text = out.stdout + out.stderr
+    assert "Reusing session" in text or "is ready" in text, text
+    assert "hostname" in out.stdout, text
 
     out = backend_ai(cluster, "session", "logs", name)
     assert out.returncode == 0 and "Traceback" not in out.stderr, out.stdout + out.stderr
 
     out = backend_ai(cluster, "session", "destroy", name)
-    assert "Traceback" not in out.stderr and "rror" not in out.stdout, out.stdout + out.stderr
+    text = out.stdout + out.stderr
+    assert "Traceback" not in text and "rror" not in text, text
     with cluster.client() as c:
         assert c.get(f"/session/{name}").json()["status"] == "TERMINATED"
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 from cluster import Cluster, SignedAuth
-from conftest import docker_inspect
+from e2e_util import docker_inspect
 
 PROB = "https://api.backend.ai/probs/"
 
@@ -120,7 +120,7 @@ def test_interactive_session_runs_code_in_an_isolated_container(cluster: Cluster
 
         assert c.delete(f"/session/{name}").status_code in (200, 204)
         assert c.get(f"/session/{session_id}").json()["status"] == "TERMINATED"
-    assert container not in " ".join(cluster.containers())
+    assert not any(container.startswith(c) for c in cluster.containers())
 
 
 def test_reuse_by_name_returns_the_existing_session(cluster: Cluster) -> None:
