@@ -11,6 +11,8 @@ COMPONENTS = {
     "bai.agent": "agent",
     "bai.gateway": "gateway",
     "bai.client": "clients/python",
+    "bai.appproxy": "appproxy",
+    "bai.storage": "storage",
 }
 
 

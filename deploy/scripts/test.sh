@@ -12,9 +12,9 @@ ensure_venv "[dev]"
 ensure_docker
 ensure_image
 ensure_client_venv
-if [ ! -x .tools/node_modules/.bin/buf ]; then
-  say "installing buf (npm @bufbuild/buf)"
-  npm install --silent --prefix .tools @bufbuild/buf@1.75.0 >/dev/null
+if [ ! -x .tools/node_modules/.bin/buf ] || [ ! -x .tools/node_modules/.bin/azurite ]; then
+  say "installing buf and azurite (npm)"
+  npm install --silent --prefix .tools @bufbuild/buf@1.75.0 azurite@3 >/dev/null
 fi
 BUF=.tools/node_modules/.bin/buf
 

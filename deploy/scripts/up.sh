@@ -21,7 +21,7 @@ if [ ! -f "$STATE/secrets" ]; then
 import secrets
 from bai.common.auth import generate_keypair
 ak, sk = generate_keypair()
-print(f"SERVICE_TOKEN={secrets.token_urlsafe(32)}")
+print(f"SERVICE_TOKEN={secrets.token_hex(24)}")
 print(f"ACCESS_KEY={ak}")
 print(f"SECRET_KEY={sk}")
 PY

@@ -54,7 +54,7 @@ class Cluster:
     db_url: str
     workdir: Path
     agent_id: str = field(default_factory=lambda: "i-test-" + secrets.token_hex(3))
-    service_token: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    service_token: str = field(default_factory=lambda: secrets.token_hex(16))
     access_key: str = ""
     secret_key: str = ""
     manager_addr: str = ""
@@ -166,13 +166,28 @@ class Cluster:
                     raise RuntimeError(
                         f"{name} exited {proc.returncode}:\n{self.logs(name)[-3000:]}"
                     )
-            if self._agent_registered():
-                return
+            if self._serving(self.manager_addr) and self._serving(self.agent_addr):
+                if self._agent_registered():
+                    return
             time.sleep(0.2)
         raise RuntimeError(
             "cluster not ready:\n"
             + "\n".join(f"== {n}\n{self.logs(n)[-2000:]}" for n in self.procs)
         )
+
+    @staticmethod
+    def _serving(addr: str) -> bool:
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        with grpc.insecure_channel(addr) as channel:
+            try:
+                reply = health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(), timeout=1
+                )
+            except grpc.RpcError:
+                return False
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
     def _agent_registered(self) -> bool:
         try:
