@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from cluster import Cluster, start_cluster
+from cluster import STARTED_AGENT_IDS, Cluster, remove_kernels_of, start_cluster
 from postgres import PostgresServer
 
 
@@ -34,3 +34,10 @@ def cluster(
 
             with psycopg.connect(drop[0].dsn, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{drop[1]}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sweep_kernels() -> Iterator[None]:
+    """Whatever a failed test left behind, no kernel container outlives the test session."""
+    yield
+    remove_kernels_of(STARTED_AGENT_IDS)

@@ -5,79 +5,17 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import httpx
 from cluster import Cluster, SignedAuth
+from e2e_util import body as _body
 from e2e_util import docker_inspect
+from e2e_util import exec_code as _exec
+from e2e_util import stdout_of as _stdout
+from e2e_util import unique_name as _name
+from e2e_util import wait_status as _wait_status
 
 PROB = "https://api.backend.ai/probs/"
-
-
-def _body(name: str, **kw: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "tag": None,
-        "name": name,
-        "image": "python:3.11",
-        "architecture": "x86_64",
-        "type": "interactive",
-        "domain": "default",
-        "group": "default",
-        "owner_access_key": None,
-        "enqueueOnly": False,
-        "maxWaitSeconds": 0,
-        "reuseIfExists": True,
-        "startupCommand": None,
-        "clusterSize": 1,
-        "clusterMode": "single-node",
-        "starts_at": None,
-        "bootstrap_script": None,
-        "dependencies": [],
-        "callback_url": None,
-        "config": {
-            "mounts": [],
-            "environ": {},
-            "resources": {"cpu": "1", "mem": "256m"},
-            "resource_opts": {},
-            "scalingGroup": None,
-        },
-    }
-    body.update(kw)
-    return body
-
-
-def _name() -> str:
-    return "e2e-" + uuid.uuid4().hex[:8]
-
-
-def _exec(c: httpx.Client, ref: str, code: str, mode: str = "query") -> dict[str, Any]:
-    r = c.post(f"/session/{ref}", json={"mode": mode, "code": code, "runId": None})
-    assert r.status_code == 200, r.text
-    result = r.json()["result"]
-    while result["status"] == "continued":
-        r = c.post(
-            f"/session/{ref}", json={"mode": "continue", "code": "", "runId": result["runId"]}
-        )
-        result = {
-            **r.json()["result"],
-            "console": result["console"] + r.json()["result"]["console"],
-        }
-    return result
-
-
-def _stdout(result: dict[str, Any], kind: str = "stdout") -> str:
-    return "".join(data for k, data in result["console"] if k == kind)
-
-
-def _wait_status(c: httpx.Client, ref: str, want: set[str], timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    info: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        info = c.get(f"/session/{ref}").json()
-        if info["status"] in want:
-            return info
-        time.sleep(0.3)
-    raise AssertionError(f"session {ref} stuck in {info.get('status')}: {info}")
 
 
 def test_interactive_session_runs_code_in_an_isolated_container(cluster: Cluster) -> None:

@@ -18,6 +18,19 @@ from bai.common import auth
 from postgres import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+STARTED_AGENT_IDS: set[str] = set()
+"""Agent ids of every cluster this process started (the session finalizer sweeps their kernels)."""
+
+
+def remove_kernels_of(agent_ids: set[str]) -> None:
+    for agent_id in agent_ids:
+        out = subprocess.run(
+            ["docker", "ps", "-aq", "--filter", f"label=ai.bai.agent-id={agent_id}"],
+            capture_output=True,
+            text=True,
+        )
+        if out.stdout.split():
+            subprocess.run(["docker", "rm", "-f", *out.stdout.split()], capture_output=True)
 
 
 class SignedAuth(httpx.Auth):
@@ -220,6 +233,7 @@ class Cluster:
 def start_cluster(db_url: str) -> Cluster:
     workdir = Path(tempfile.mkdtemp(prefix="bai-", dir="/tmp"))
     cluster = Cluster(db_url=db_url, workdir=workdir)
+    STARTED_AGENT_IDS.add(cluster.agent_id)
     cluster.access_key, cluster.secret_key = auth.generate_keypair()
     cluster.manager_addr = f"127.0.0.1:{free_port()}"
     cluster.agent_addr = f"127.0.0.1:{free_port()}"

@@ -112,7 +112,10 @@ class AgentServiceServicer:
         after an event with `continued` set: call again with mode CONTINUE and the same run_id
         to resume. INPUT delivers `code` as one input line to a run waiting for input, then streams
         the rest of the run like CONTINUE.
-        Errors: NOT_FOUND (kernel or run id); FAILED_PRECONDITION if the kernel is not running.
+        A run that waits for input ends the call with an event that has both `waiting_input` and
+        `continued` set; the caller then sends INPUT.
+        Errors: NOT_FOUND (kernel or run id); FAILED_PRECONDITION if the kernel is not running, or
+        with reason KERNEL_BUSY while another run executes (the runner runs one at a time).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -6,7 +6,9 @@ import signal
 import uuid
 
 from cluster import Cluster
-from test_rest_sessions import _body, _exec, _stdout
+from e2e_util import body as _body
+from e2e_util import exec_code as _exec
+from e2e_util import stdout_of as _stdout
 
 
 def test_agent_restart_readopts_running_kernel(cluster: Cluster) -> None:

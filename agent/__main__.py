@@ -1,0 +1,136 @@
+"""``python -m bai.agent serve ...``: the agent process (its one composition root)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.metadata
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+
+from bai.agent.config import AgentConfig, config_from_args, parse_argv
+from bai.agent.domain.service import AgentService
+from bai.agent.heartbeat import LinkConfig, ManagerLink
+from bai.agent.runtime import (
+    DockerRuntimeConfig,
+    architecture,
+    connect_runner,
+    node_capacity,
+    open_docker_runtime,
+)
+from bai.agent.server import SERVICE_NAME, AgentServer, start_server
+from bai.common.errors import BaiError
+from bai.common.rpc import mark_not_serving
+
+__all__ = ["advertised_address", "main", "serve"]
+
+log = logging.getLogger("bai.agent")
+
+_WILDCARDS = {"", "0.0.0.0", "[::]", "::"}
+
+
+def advertised_address(config: AgentConfig, port: int) -> str:
+    """Where the manager should dial us: ``--advertise``, else the listen host and bound port."""
+    if config.advertise:
+        return config.advertise
+    host = config.listen.rpartition(":")[0]
+    return f"{'127.0.0.1' if host in _WILDCARDS else host}:{port}"
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("bai")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+async def _stop_server(running: AgentServer, grace: float) -> None:
+    await running.server.stop(grace)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def serve(config: AgentConfig, stop: asyncio.Event | None = None) -> None:
+    """Runs the agent until ``stop`` is set (or SIGTERM/SIGINT). Kernels survive the shutdown."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with AsyncExitStack() as stack:
+        runtime_config = DockerRuntimeConfig(
+            runner_dir=config.runner_dir,
+            kernel_user=config.kernel_user,
+            pids_limit=config.pids_limit,
+            stop_timeout_s=config.stop_timeout_s,
+        )
+        runtime = await stack.enter_async_context(
+            open_docker_runtime(runtime_config, config.docker_url)
+        )
+        config.kernel_root.mkdir(parents=True, exist_ok=True)
+        service = AgentService(
+            agent_id=config.agent_id,
+            kernel_root=config.kernel_root,
+            capacity=node_capacity(config.cpu, config.mem),
+            runtime=runtime,
+            connect_runner=connect_runner,
+            runner_ready_timeout_s=config.runner_ready_timeout_s,
+            adopt_ready_timeout_s=config.adopt_ready_timeout_s,
+        )
+        await service.start()
+        stack.push_async_callback(service.close)
+        running = await start_server(
+            service, listen=config.listen, service_token=config.service_token
+        )
+        stack.push_async_callback(_stop_server, running, config.shutdown_grace_s)
+        link = ManagerLink(
+            service,
+            LinkConfig(
+                manager=config.manager,
+                service_token=config.service_token,
+                address=advertised_address(config, running.port),
+                resource_group=config.resource_group,
+                architecture=architecture(),
+                version=_version(),
+                default_interval_s=config.heartbeat_interval_s,
+                registration_timeout_s=config.registration_timeout_s,
+                reconnect_initial_s=config.reconnect_initial_s,
+                reconnect_max_s=config.reconnect_max_s,
+            ),
+        )
+        stack.push_async_callback(_cancel, asyncio.create_task(link.run(), name="manager-link"))
+        log.info(
+            "agent %s serving on port %d (manager %s, %d kernels adopted)",
+            config.agent_id,
+            running.port,
+            config.manager,
+            len(service.list_kernels()),
+        )
+        await stop.wait()
+        log.info("agent %s shutting down; kernels keep running", config.agent_id)
+        await mark_not_serving(running.health, [SERVICE_NAME])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_argv(argv)
+    logging.basicConfig(
+        level=str(args.log_level).upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        asyncio.run(serve(config_from_args(args)))
+    except BaiError as exc:  # e.g. the Docker engine is unreachable at start
+        log.error("agent failed to start: %s (%s)", exc.message, exc.reason)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
