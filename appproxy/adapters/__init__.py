@@ -1,0 +1,1 @@
+"""Outside worlds behind the domain's ports (the state file)."""

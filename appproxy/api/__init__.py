@@ -1,0 +1,1 @@
+"""The control API (CircuitService) served to the manager."""

@@ -1,0 +1,1 @@
+"""The coordinator's domain: circuits, their registry and the access rule (no transport here)."""
