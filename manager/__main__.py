@@ -1,0 +1,99 @@
+"""``python -m bai.manager serve|bootstrap``.
+
+Every flag also reads the environment variable BAI_MANAGER_<FLAG> (e.g. BAI_MANAGER_DB_URL);
+a flag on the command line wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from bai.manager.adapters.db import Database, bootstrap_admin, run_migrations
+from bai.manager.config import DEFAULT_DB_URL, DEFAULT_LISTEN, ManagerConfig
+from bai.manager.server import serve
+
+__all__ = ["main"]
+
+log = logging.getLogger("bai.manager")
+
+
+def _env(flag: str, default: str | None = None) -> str | None:
+    return os.environ.get("BAI_MANAGER_" + flag.upper().replace("-", "_"), default)
+
+
+def _add(parser: argparse.ArgumentParser, flag: str, help: str, default: str | None = None,
+         **kw: object) -> None:
+    value = _env(flag, default)
+    parser.add_argument(f"--{flag}", default=value, help=f"{help} (env BAI_MANAGER_"
+                        f"{flag.upper().replace('-', '_')}; default: {default})", **kw)  # type: ignore[arg-type]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bai.manager",
+                                     description="bai manager (control plane)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve_cmd = commands.add_parser("serve", help="run the manager gRPC server")
+    _add(serve_cmd, "listen", "host:port to listen on", DEFAULT_LISTEN)
+    _add(serve_cmd, "db-url", "async SQLAlchemy database URL", DEFAULT_DB_URL)
+    _add(serve_cmd, "service-token", "internal service token (required)")
+    _add(serve_cmd, "heartbeat-interval-ms", "agent heartbeat interval", "3000", type=int)
+    _add(serve_cmd, "lost-timeout", "seconds of agent silence before LOST "
+         "(default 3 intervals + 5 s)", None, type=float)
+    _add(serve_cmd, "create-wait-cap", "seconds CreateSession waits without max_wait", "60",
+         type=float)
+    _add(serve_cmd, "log-level", "logging level", "INFO")
+
+    boot = commands.add_parser("bootstrap", help="create the default domain, project and "
+                               "superadmin admin@localhost with the given keypair (idempotent)")
+    _add(boot, "db-url", "async SQLAlchemy database URL", DEFAULT_DB_URL)
+    _add(boot, "access-key", "access key of the superadmin keypair (required)")
+    _add(boot, "secret-key", "secret key of the superadmin keypair (required)")
+    _add(boot, "log-level", "logging level", "INFO")
+    return parser
+
+
+async def _bootstrap(db_url: str, access_key: str, secret_key: str) -> None:
+    db = Database(db_url)
+    try:
+        await run_migrations(db)
+        await bootstrap_admin(db, access_key, secret_key)
+    finally:
+        await db.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=str(args.log_level).upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "bootstrap":
+        if not args.access_key or not args.secret_key:
+            parser.error("bootstrap needs --access-key and --secret-key")
+        asyncio.run(_bootstrap(args.db_url, args.access_key, args.secret_key))
+        return 0
+    if not args.service_token:
+        parser.error("serve needs --service-token (or BAI_MANAGER_SERVICE_TOKEN)")
+    config = ManagerConfig(
+        service_token=args.service_token,
+        listen=args.listen,
+        db_url=args.db_url,
+        heartbeat_interval_ms=int(args.heartbeat_interval_ms),
+        lost_timeout=float(args.lost_timeout) if args.lost_timeout is not None else None,
+        create_wait_cap=float(args.create_wait_cap),
+    )
+    try:
+        asyncio.run(serve(config))
+    except OSError as exc:
+        log.error("manager failed to start: %s", exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

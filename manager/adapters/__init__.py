@@ -1,0 +1,1 @@
+"""Adapters: SQLAlchemy repositories, the agent gRPC client pool, the in-process event bus."""

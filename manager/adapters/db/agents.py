@@ -1,0 +1,165 @@
+"""SQL agent and image repository: registration upserts, liveness, image holdings."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+
+from bai.manager.adapters.db.engine import Database
+from bai.manager.adapters.db.records import agent_record, insert_for
+from bai.manager.adapters.db.tables import AgentImageRow, AgentRow, ImageRow, KernelRow, SessionRow
+from bai.manager.domain import slots
+from bai.manager.domain.images import aliases_of
+from bai.manager.domain.model import (
+    LIVE_STATES,
+    AgentRecord,
+    AgentRegistration,
+    AgentStatus,
+    ImageRecord,
+    Slots,
+)
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+__all__ = ["SqlAgentRepository"]
+
+_ALIVE, _LOST = AgentStatus.ALIVE.value, AgentStatus.LOST.value
+
+
+class SqlAgentRepository:
+    """Implements AgentRepository and ImageRepository of :mod:`bai.manager.domain.ports`."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def register(self, reg: AgentRegistration, at: datetime) -> AgentRecord:
+        insert = insert_for(self._db.is_sqlite, AgentRow)
+        fields = {
+            "address": reg.address,
+            "status": _ALIVE,
+            "capacity": slots.to_strings(reg.capacity),
+            "architecture": reg.architecture,
+            "resource_group": reg.resource_group or "default",
+            "version": reg.version,
+            "last_heartbeat": at,
+        }
+        async with self._db.write() as s:
+            await s.execute(
+                insert.values(id=reg.agent_id, occupied={}, first_contact=at, **fields)
+                .on_conflict_do_update(index_elements=[AgentRow.id], set_=fields)
+            )
+            agent = await s.scalar(
+                select(AgentRow).where(AgentRow.id == reg.agent_id).with_for_update()
+            )
+            assert agent is not None
+            # Occupancy is derived from the live kernels placed here: heals any drift.
+            agent.occupied = slots.to_strings(await self._placed_slots(s, reg.agent_id))
+            await self._replace_images(s, reg, at)
+            record = agent_record(agent)
+        return record
+
+    async def _placed_slots(self, s: AsyncSession, agent_id: str) -> Slots:
+        total: Slots = {}
+        rows = await s.scalars(
+            select(KernelRow.occupied_slots)
+            .join(SessionRow, SessionRow.id == KernelRow.session_id)
+            .where(
+                KernelRow.agent_id == agent_id,
+                SessionRow.state.in_(sorted(x.value for x in LIVE_STATES)),
+            )
+        )
+        for occupied in rows:
+            total = slots.add(total, slots.from_strings(occupied))
+        return total
+
+    async def _replace_images(self, s: AsyncSession, reg: AgentRegistration, at: datetime) -> None:
+        insert = insert_for(self._db.is_sqlite, ImageRow)
+        for image in reg.images:
+            fields = {
+                "digest": image.digest,
+                "labels": dict(image.labels),
+                "size_bytes": image.size_bytes,
+                "architecture": image.architecture,
+                "aliases": list(aliases_of(image.labels)),
+                "updated_at": at,
+            }
+            await s.execute(
+                insert.values(ref=image.ref, **fields).on_conflict_do_update(
+                    index_elements=[ImageRow.ref], set_=fields
+                )
+            )
+        await s.execute(delete(AgentImageRow).where(AgentImageRow.agent_id == reg.agent_id))
+        for ref in sorted({i.ref for i in reg.images}):
+            s.add(AgentImageRow(agent_id=reg.agent_id, image_ref=ref))
+
+    async def touch(self, agent_id: str, at: datetime) -> AgentStatus | None:
+        async with self._db.write() as s:
+            result = await s.execute(
+                update(AgentRow)
+                .where(AgentRow.id == agent_id, AgentRow.status == _ALIVE)
+                .values(last_heartbeat=at)
+            )
+            if result.rowcount == 1:  # type: ignore[attr-defined]
+                return AgentStatus.ALIVE
+            result = await s.execute(
+                update(AgentRow)
+                .where(AgentRow.id == agent_id, AgentRow.status == _LOST)
+                .values(last_heartbeat=at, status=_ALIVE)
+            )
+            return AgentStatus.LOST if result.rowcount == 1 else None  # type: ignore[attr-defined]
+
+    async def mark_lost(self, silent_since: datetime) -> list[str]:
+        async with self._db.write() as s:
+            result = await s.execute(
+                update(AgentRow)
+                .where(AgentRow.status == _ALIVE, AgentRow.last_heartbeat < silent_since)
+                .values(status=_LOST)
+                .returning(AgentRow.id)
+            )
+            return sorted(result.scalars().all())
+
+    async def get(self, agent_id: str) -> AgentRecord | None:
+        async with self._db.read() as s:
+            row = await s.get(AgentRow, agent_id)
+            return agent_record(row) if row is not None else None
+
+    async def list_alive(self) -> list[tuple[AgentRecord, frozenset[str]]]:
+        async with self._db.read() as s:
+            agents = (
+                await s.scalars(
+                    select(AgentRow).where(AgentRow.status == _ALIVE).order_by(AgentRow.id)
+                )
+            ).all()
+            held: dict[str, set[str]] = defaultdict(set)
+            rows = await s.execute(
+                select(AgentImageRow.agent_id, AgentImageRow.image_ref)
+                .join(AgentRow, AgentRow.id == AgentImageRow.agent_id)
+                .where(AgentRow.status == _ALIVE)
+            )
+            for agent_id, ref in rows:
+                held[agent_id].add(ref)
+        return [(agent_record(a), frozenset(held[a.id])) for a in agents]
+
+    async def list_images(self) -> list[ImageRecord]:
+        async with self._db.read() as s:
+            images = (await s.scalars(select(ImageRow).order_by(ImageRow.ref))).all()
+            holders: dict[str, list[str]] = defaultdict(list)
+            rows = await s.execute(
+                select(AgentImageRow.image_ref, AgentImageRow.agent_id).order_by(
+                    AgentImageRow.agent_id
+                )
+            )
+            for ref, agent_id in rows:
+                holders[ref].append(agent_id)
+        return [
+            ImageRecord(
+                ref=i.ref,
+                digest=i.digest,
+                labels={str(k): str(v) for k, v in i.labels.items()},
+                size_bytes=i.size_bytes,
+                architecture=i.architecture,
+                aliases=tuple(str(a) for a in i.aliases),
+                agent_ids=tuple(holders[i.ref]),
+            )
+            for i in images
+        ]

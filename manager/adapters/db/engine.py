@@ -1,0 +1,89 @@
+"""The async engine and transaction helpers for SQLite (aiosqlite) and PostgreSQL (psycopg).
+
+SQLite: writes run in ``BEGIN IMMEDIATE`` (one writer at a time, waiting up to busy_timeout),
+reads in a deferred ``BEGIN`` that never writes; WAL lets reads run beside a writer. An in-memory
+database (``sqlite+aiosqlite://``) lives on one pooled connection, so transactions queue for it.
+PostgreSQL: READ COMMITTED, with row locks (``FOR UPDATE``) where a write depends on a read.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import AsyncAdaptedQueuePool
+
+__all__ = ["Database"]
+
+log = logging.getLogger(__name__)
+_READONLY = "bai_readonly"
+
+
+class Database:
+    """One engine plus ``write()`` / ``read()`` transaction scopes."""
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url: URL = make_url(url)
+        self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        self.engine: AsyncEngine = create_async_engine(self.url, **self._engine_args(pool_size))
+        if self.is_sqlite:
+            self._install_sqlite_hooks()
+        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    def _engine_args(self, pool_size: int) -> dict[str, Any]:
+        if not self.is_sqlite:
+            return {"pool_size": pool_size, "max_overflow": pool_size * 2, "pool_pre_ping": True}
+        database = self.url.database or ""
+        if database in ("", ":memory:") or "mode=memory" in database:
+            # One connection holds the whole in-memory database; transactions queue for it.
+            return {"poolclass": AsyncAdaptedQueuePool, "pool_size": 1, "max_overflow": 0,
+                    "pool_timeout": 60}
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        return {"pool_size": pool_size, "max_overflow": pool_size, "connect_args": {"timeout": 30}}
+
+    def _install_sqlite_hooks(self) -> None:
+        memory = (self.url.database or ":memory:") == ":memory:"
+
+        @event.listens_for(self.engine.sync_engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (below)
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            if not memory:
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        @event.listens_for(self.engine.sync_engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            readonly = conn.get_execution_options().get(_READONLY, False)
+            conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncSession]:
+        """A read-write transaction, committed on success, rolled back on error."""
+        async with self._sessions() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A read-only transaction (must not write)."""
+        async with self._sessions() as session:
+            await session.connection(execution_options={_READONLY: True})
+            yield session
+            await session.commit()  # nothing to commit; unlike rollback, keeps objects loaded
+
+    async def close(self) -> None:
+        await self.engine.dispose()

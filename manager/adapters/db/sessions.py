@@ -1,0 +1,349 @@
+"""SQL session repository: creation, state-checked transitions, placement, slot release.
+
+Every write is one transaction that checks the state it starts from. Locks are always taken
+session row first, then agent rows (ordered by id), so concurrent transitions and placements on
+PostgreSQL cannot deadlock; on SQLite, ``BEGIN IMMEDIATE`` serializes writers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+
+from bai.manager.adapters.db.engine import Database
+from bai.manager.adapters.db.records import kernel_record, session_record, spec_to_json
+from bai.manager.adapters.db.tables import AgentRow, KernelRow, SessionRow, StatusHistoryRow
+from bai.manager.domain import slots
+from bai.manager.domain.errors import (
+    DuplicateRequest,
+    IllegalTransition,
+    SessionNameTaken,
+    SessionNotFound,
+)
+from bai.manager.domain.model import (
+    LIVE_STATES,
+    TERMINAL_STATES,
+    AgentStatus,
+    KernelRecord,
+    NewSession,
+    SessionRecord,
+    SessionState,
+    Slots,
+    check_edges,
+)
+from bai.manager.domain.ports import PageCursor, PlaceOutcome
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+__all__ = ["SqlSessionRepository"]
+
+S = SessionState
+
+
+def _values(states: Iterable[SessionState]) -> list[str]:
+    return sorted(s.value for s in states)
+
+
+class SqlSessionRepository:
+    """Implements :class:`bai.manager.domain.ports.SessionRepository`."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    # ---- reads -------------------------------------------------------------------------
+
+    async def _records(
+        self, s: AsyncSession, rows: Sequence[SessionRow], *, history: bool = True
+    ) -> list[SessionRecord]:
+        if not rows:
+            return []
+        ids = [r.id for r in rows]
+        kernels: dict[uuid.UUID, list[KernelRow]] = defaultdict(list)
+        for k in await s.scalars(select(KernelRow).where(KernelRow.session_id.in_(ids))):
+            kernels[k.session_id].append(k)
+        hist: dict[uuid.UUID, list[StatusHistoryRow]] = defaultdict(list)
+        if history:
+            query = (
+                select(StatusHistoryRow)
+                .where(StatusHistoryRow.session_id.in_(ids))
+                .order_by(StatusHistoryRow.id)
+            )
+            for h in await s.scalars(query):
+                hist[h.session_id].append(h)
+        return [session_record(r, kernels[r.id], hist[r.id]) for r in rows]
+
+    async def _one(self, s: AsyncSession, session_id: uuid.UUID) -> SessionRecord | None:
+        row = await s.get(SessionRow, session_id, populate_existing=True)
+        if row is None:
+            return None
+        return (await self._records(s, [row]))[0]
+
+    async def get(self, session_id: uuid.UUID) -> SessionRecord | None:
+        async with self._db.read() as s:
+            return await self._one(s, session_id)
+
+    async def find_by_request_id(self, access_key: str, request_id: str) -> SessionRecord | None:
+        async with self._db.read() as s:
+            row = await s.scalar(
+                select(SessionRow).where(
+                    SessionRow.access_key == access_key, SessionRow.request_id == request_id
+                )
+            )
+            return (await self._records(s, [row]))[0] if row is not None else None
+
+    async def find_by_name(self, name: str, access_key: str | None) -> SessionRecord | None:
+        query = select(SessionRow).where(SessionRow.name == name)
+        if access_key is not None:
+            query = query.where(SessionRow.access_key == access_key)
+        query = query.order_by(
+            SessionRow.live_name.is_(None), SessionRow.created_at.desc(), SessionRow.id.desc()
+        ).limit(1)
+        async with self._db.read() as s:
+            row = await s.scalar(query)
+            return (await self._records(s, [row]))[0] if row is not None else None
+
+    async def list_sessions(
+        self,
+        access_key: str | None,
+        states: frozenset[SessionState],
+        limit: int,
+        after: PageCursor | None,
+    ) -> list[SessionRecord]:
+        query = select(SessionRow).where(SessionRow.state.in_(_values(states)))
+        if access_key is not None:
+            query = query.where(SessionRow.access_key == access_key)
+        if after is not None:
+            query = query.where(
+                or_(
+                    SessionRow.created_at < after.created_at,
+                    and_(SessionRow.created_at == after.created_at, SessionRow.id < after.id),
+                )
+            )
+        query = query.order_by(SessionRow.created_at.desc(), SessionRow.id.desc()).limit(limit)
+        async with self._db.read() as s:
+            return await self._records(s, (await s.scalars(query)).all())
+
+    async def list_in_states(
+        self, states: frozenset[SessionState], limit: int
+    ) -> list[SessionRecord]:
+        query = (
+            select(SessionRow)
+            .where(SessionRow.state.in_(_values(states)))
+            .order_by(SessionRow.created_at, SessionRow.id)
+            .limit(limit)
+        )
+        async with self._db.read() as s:
+            return await self._records(s, (await s.scalars(query)).all(), history=False)
+
+    async def kernels_on_agent(self, agent_id: str) -> list[tuple[KernelRecord, SessionRecord]]:
+        placed_here = select(KernelRow.session_id).where(KernelRow.agent_id == agent_id)
+        query = select(SessionRow).where(
+            SessionRow.id.in_(placed_here), SessionRow.state.in_(_values(LIVE_STATES))
+        )
+        async with self._db.read() as s:
+            records = await self._records(s, (await s.scalars(query)).all(), history=False)
+        return [(k, r) for r in records for k in r.kernels if k.agent_id == agent_id]
+
+    async def find_kernel(self, kernel_id: uuid.UUID) -> tuple[KernelRecord, SessionRecord] | None:
+        async with self._db.read() as s:
+            kernel = await s.get(KernelRow, kernel_id)
+            if kernel is None:
+                return None
+            record = await self._one(s, kernel.session_id)
+        return (kernel_record(kernel), record) if record is not None else None
+
+    # ---- writes ------------------------------------------------------------------------
+
+    async def create(self, new: NewSession) -> SessionRecord:
+        try:
+            async with self._db.write() as s:
+                await self._add_new(s, new)
+                record = await self._one(s, new.id)
+        except IntegrityError as exc:
+            raise await self._conflict(new) from exc
+        assert record is not None
+        return record
+
+    async def _add_new(self, s: AsyncSession, new: NewSession) -> None:
+        at = new.created_at
+        enqueued = (S.PENDING, "SessionEnqueued", "waiting to be scheduled")
+        # An unqueueable session is recorded like any other failure: PENDING, then ERROR.
+        history = [enqueued] if new.failure is None else [enqueued, (S.ERROR, *new.failure)]
+        state, reason, message = history[-1]
+        failed = new.failure is not None
+        s.add(
+            SessionRow(
+                id=new.id,
+                name=new.name,
+                live_name=None if failed else new.name,
+                access_key=new.access_key,
+                domain_name=new.domain,
+                project_name=new.project,
+                session_type=new.spec.session_type.value,
+                spec=spec_to_json(new.spec),
+                state=state.value,
+                reason=reason,
+                message=message,
+                state_changed_at=at,
+                created_at=at,
+                terminated_at=at if failed else None,
+                exit_code=None,
+                request_id=new.request_id,
+            )
+        )
+        await s.flush()  # rows without relationships are not ordered by their foreign keys
+        for idx, kernel_id in enumerate(new.kernel_ids):
+            s.add(
+                KernelRow(
+                    id=kernel_id,
+                    session_id=new.id,
+                    agent_id=None,
+                    container_id=None,
+                    state=state.value,
+                    cluster_role="main" if idx == 0 else "sub",
+                    cluster_idx=1 if idx == 0 else idx,
+                    occupied_slots={},
+                    created_at=at,
+                )
+            )
+        for h_state, h_reason, h_message in history:
+            s.add(StatusHistoryRow(session_id=new.id, state=h_state.value, reason=h_reason,
+                                   message=h_message, at=at))
+        await s.flush()
+
+    async def _conflict(self, new: NewSession) -> Exception:
+        if new.request_id:
+            existing = await self.find_by_request_id(new.access_key, new.request_id)
+            if existing is not None:
+                return DuplicateRequest(
+                    f"request {new.request_id!r} already created session {existing.id}",
+                    metadata={"existing_session_id": str(existing.id)},
+                )
+        existing = await self.find_by_name(new.name, new.access_key)
+        if existing is not None and existing.is_live:
+            return SessionNameTaken(
+                f"a live session named {new.name!r} already exists ({existing.id})",
+                metadata={"existing_session_id": str(existing.id)},
+            )
+        return SessionNameTaken(f"session {new.name!r} conflicts with an existing one")
+
+    async def transition(
+        self,
+        session_id: uuid.UUID,
+        sources: frozenset[SessionState],
+        target: SessionState,
+        reason: str,
+        message: str,
+        *,
+        at: datetime,
+        exit_code: int | None = None,
+        container_ids: Mapping[uuid.UUID, str] | None = None,
+    ) -> SessionRecord:
+        check_edges(sources, target)
+        terminal = target in TERMINAL_STATES
+        values: dict[str, object] = {
+            "state": target.value, "reason": reason, "message": message, "state_changed_at": at,
+        }
+        if terminal:
+            values.update(live_name=None, terminated_at=at)
+        if exit_code is not None:
+            values["exit_code"] = exit_code
+        async with self._db.write() as s:
+            result = await s.execute(
+                update(SessionRow)
+                .where(SessionRow.id == session_id, SessionRow.state.in_(_values(sources)))
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                current = await s.scalar(
+                    select(SessionRow.state).where(SessionRow.id == session_id)
+                )
+                if current is None:
+                    raise SessionNotFound(f"session {session_id} not found")
+                raise IllegalTransition(
+                    f"session {session_id} is {current}, not {' or '.join(_values(sources))}; "
+                    f"it cannot move to {target}",
+                    metadata={"state": current},
+                )
+            kernels = (
+                await s.scalars(select(KernelRow).where(KernelRow.session_id == session_id))
+            ).all()
+            if terminal:
+                await self._release(s, [k for k in kernels if k.state not in _TERMINAL])
+            for kernel in kernels:
+                if kernel.state not in _TERMINAL:
+                    kernel.state = target.value
+                if container_ids and kernel.id in container_ids:
+                    kernel.container_id = container_ids[kernel.id]
+            s.add(StatusHistoryRow(session_id=session_id, state=target.value, reason=reason,
+                                   message=message, at=at))
+            await s.flush()
+            record = await self._one(s, session_id)
+        assert record is not None
+        return record
+
+    async def _release(self, s: AsyncSession, kernels: Sequence[KernelRow]) -> None:
+        """Gives the kernels' slots back to their agents (agent rows locked in id order)."""
+        by_agent: dict[str, Slots] = defaultdict(dict)
+        for kernel in kernels:
+            if kernel.agent_id and kernel.occupied_slots:
+                by_agent[kernel.agent_id] = slots.add(
+                    by_agent[kernel.agent_id], slots.from_strings(kernel.occupied_slots)
+                )
+        for agent_id in sorted(by_agent):
+            agent = await s.scalar(
+                select(AgentRow).where(AgentRow.id == agent_id).with_for_update()
+            )
+            if agent is not None:
+                occupied = slots.sub(slots.from_strings(agent.occupied), by_agent[agent_id])
+                agent.occupied = slots.to_strings(occupied)
+
+    async def set_pending_reason(self, session_id: uuid.UUID, reason: str, message: str) -> None:
+        async with self._db.write() as s:
+            await s.execute(
+                update(SessionRow)
+                .where(SessionRow.id == session_id, SessionRow.state == S.PENDING.value)
+                .values(reason=reason, message=message)
+                .execution_options(synchronize_session=False)
+            )
+
+    async def place(
+        self, session_id: uuid.UUID, agent_id: str, request: Slots, at: datetime
+    ) -> PlaceOutcome:
+        async with self._db.write() as s:
+            row = await s.scalar(
+                select(SessionRow)
+                .where(SessionRow.id == session_id)
+                .with_for_update(skip_locked=True)
+            )
+            if row is None or row.state != S.PENDING.value:
+                return PlaceOutcome.SESSION_GONE
+            agent = await s.scalar(
+                select(AgentRow).where(AgentRow.id == agent_id).with_for_update()
+            )
+            if agent is None or agent.status != AgentStatus.ALIVE.value:
+                return PlaceOutcome.AGENT_CHANGED
+            occupied = slots.from_strings(agent.occupied)
+            free = slots.sub(slots.from_strings(agent.capacity), occupied)
+            if slots.missing(free, request):
+                return PlaceOutcome.AGENT_CHANGED
+            agent.occupied = slots.to_strings(slots.add(occupied, request))
+            message = f"placed on agent {agent_id}"
+            row.state, row.reason, row.message = S.SCHEDULED.value, "Scheduled", message
+            row.state_changed_at = at
+            for kernel in await s.scalars(
+                select(KernelRow).where(KernelRow.session_id == session_id)
+            ):
+                kernel.agent_id = agent_id
+                kernel.state = S.SCHEDULED.value
+                kernel.occupied_slots = slots.to_strings(request)
+            s.add(StatusHistoryRow(session_id=session_id, state=S.SCHEDULED.value,
+                                   reason="Scheduled", message=message, at=at))
+        return PlaceOutcome.PLACED
+
+
+_TERMINAL = frozenset(s.value for s in TERMINAL_STATES)

@@ -1,0 +1,92 @@
+"""SessionService servicer: convert, call one domain method, convert back."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TypeAlias
+
+import grpc
+from bai.manager.api.convert import (
+    create_request,
+    exec_input,
+    exec_output,
+    session_to_proto,
+    state_from_proto,
+)
+from bai.manager.api.interceptor import principal
+from bai.manager.domain.errors import InvalidSessionRequest
+from bai.manager.domain.model import SessionState
+from bai.manager.domain.sessions import SessionService
+from bai.pb.manager.v1 import session_service_pb2 as pb
+from bai.pb.manager.v1 import session_service_pb2_grpc as pb_grpc
+
+__all__ = ["SessionServicer"]
+
+Context: TypeAlias = grpc.aio.ServicerContext
+
+
+def _states(values: list[int]) -> frozenset[SessionState]:
+    try:
+        return frozenset(state_from_proto(v) for v in values)
+    except ValueError as exc:
+        raise InvalidSessionRequest("states holds an unknown or unspecified state") from exc
+
+
+class SessionServicer(pb_grpc.SessionServiceServicer):
+    def __init__(self, sessions: SessionService) -> None:
+        self._sessions = sessions
+
+    async def CreateSession(
+        self, request: pb.CreateSessionRequest, context: Context
+    ) -> pb.CreateSessionResponse:
+        result = await self._sessions.create(principal(), create_request(request))
+        return pb.CreateSessionResponse(session=session_to_proto(result.session),
+                                        created=result.created)
+
+    async def GetSession(
+        self, request: pb.GetSessionRequest, context: Context
+    ) -> pb.GetSessionResponse:
+        session = await self._sessions.get(principal(), request.session_ref)
+        return pb.GetSessionResponse(session=session_to_proto(session))
+
+    async def ListSessions(
+        self, request: pb.ListSessionsRequest, context: Context
+    ) -> pb.ListSessionsResponse:
+        records, token = await self._sessions.list_sessions(
+            principal(), _states(list(request.states)), request.page_size, request.page_token)
+        return pb.ListSessionsResponse(sessions=[session_to_proto(s) for s in records],
+                                       next_page_token=token)
+
+    async def DeleteSession(
+        self, request: pb.DeleteSessionRequest, context: Context
+    ) -> pb.DeleteSessionResponse:
+        session = await self._sessions.delete(principal(), request.session_ref,
+                                              forced=request.forced)
+        return pb.DeleteSessionResponse(session=session_to_proto(session))
+
+    async def RestartSession(
+        self, request: pb.RestartSessionRequest, context: Context
+    ) -> pb.RestartSessionResponse:
+        session = await self._sessions.restart(principal(), request.session_ref)
+        return pb.RestartSessionResponse(session=session_to_proto(session))
+
+    async def ExecuteSession(
+        self, request: pb.ExecuteSessionRequest, context: Context
+    ) -> AsyncIterator[pb.ExecuteSessionResponse]:
+        outputs = self._sessions.execute(principal(), request.session_ref, exec_input(request))
+        async for output in outputs:
+            yield exec_output(output)
+
+    async def InterruptSession(
+        self, request: pb.InterruptSessionRequest, context: Context
+    ) -> pb.InterruptSessionResponse:
+        await self._sessions.interrupt(principal(), request.session_ref)
+        return pb.InterruptSessionResponse()
+
+    async def StreamSessionLogs(
+        self, request: pb.StreamSessionLogsRequest, context: Context
+    ) -> AsyncIterator[pb.StreamSessionLogsResponse]:
+        chunks = self._sessions.logs(principal(), request.session_ref, follow=request.follow,
+                                     tail_lines=request.tail_lines)
+        async for chunk in chunks:
+            yield pb.StreamSessionLogsResponse(data=chunk.data, stream=chunk.stream)

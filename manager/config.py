@@ -1,0 +1,39 @@
+"""Manager configuration (one frozen object, built by ``__main__`` from flags and env vars)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["DEFAULT_DB_URL", "DEFAULT_LISTEN", "ManagerConfig"]
+
+DEFAULT_LISTEN = "127.0.0.1:8091"
+DEFAULT_DB_URL = "sqlite+aiosqlite:///.bai/manager.db"
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerConfig:
+    service_token: str
+    """Shared internal token: agents and the gateway send it as x-bai-service-token."""
+    listen: str = DEFAULT_LISTEN
+    """host:port of the gRPC server (port 0 picks a free one)."""
+    db_url: str = DEFAULT_DB_URL
+    """Async SQLAlchemy URL: sqlite+aiosqlite:///PATH or postgresql+psycopg://..."""
+    heartbeat_interval_ms: int = 3000
+    """Heartbeat interval agents are told to keep."""
+    lost_timeout: float | None = None
+    """Seconds of agent silence before LOST; None means 3 intervals + 5 s."""
+    resume_grace: float | None = None
+    """Seconds after start that sessions caught mid-creation wait for their agent to come back
+    before they fail with AgentUnavailable; None means lost_timeout + 5 s."""
+    create_wait_cap: float = 60.0
+    """Seconds CreateSession waits for RUNNING when the caller gave no max_wait."""
+    scheduler_interval: float = 1.0
+    """Seconds between lifecycle steps when no event wakes it earlier."""
+    agent_call_timeout: float = 10.0
+    """Deadline of short agent calls (destroy, interrupt, list)."""
+    create_kernel_timeout: float = 300.0
+    """Deadline of CreateKernel / RestartKernel."""
+    keypair_cache_ttl: float = 10.0
+    """Seconds a keypair's secret and state are cached."""
+    stop_grace: float = 5.0
+    """Seconds in-flight calls get to finish on shutdown."""

@@ -1,0 +1,132 @@
+"""The lifecycle loop: schedule, then hand each session to the handler for its state.
+
+Runs one step whenever an event arrives and at least every ``interval`` seconds. Handlers run
+as tasks (bounded by ``concurrency``); a session is worked on by at most one task of this
+process at a time (:class:`InFlight`). Cancelling :meth:`LifecycleEngine.run` cancels them;
+whatever they were doing is resumed from the database by the next process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from bai.common.errors import BaiError
+from bai.manager.domain.lifecycle.inflight import InFlight
+from bai.manager.domain.lifecycle.resume import ResumeHandler
+from bai.manager.domain.lifecycle.start import StartHandler
+from bai.manager.domain.lifecycle.terminate import TerminateHandler
+from bai.manager.domain.loops import stop_requested
+from bai.manager.domain.model import SessionRecord, SessionState
+from bai.manager.domain.ports import EventBus, SessionRepository
+from bai.manager.domain.scheduler import FifoScheduler
+
+__all__ = ["EngineConfig", "LifecycleEngine"]
+
+log = logging.getLogger(__name__)
+S = SessionState
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    interval: float = 1.0
+    """Seconds between steps when no event arrives."""
+    concurrency: int = 32
+    """Handlers running at once (kernel creations included)."""
+    terminating_retry: float = 5.0
+    """Seconds between retries of a TERMINATING session whose agent did not answer."""
+    batch_size: int = 500
+    """Sessions per state looked at in one step."""
+
+
+class LifecycleEngine:
+    def __init__(
+        self,
+        sessions: SessionRepository,
+        scheduler: FifoScheduler,
+        start: StartHandler,
+        resume: ResumeHandler,
+        terminate: TerminateHandler,
+        bus: EventBus,
+        inflight: InFlight,
+        config: EngineConfig = EngineConfig(),
+    ) -> None:
+        self._sessions = sessions
+        self._scheduler = scheduler
+        self._start = start
+        self._resume = resume
+        self._terminate = terminate
+        self._bus = bus
+        self._inflight = inflight
+        self._config = config
+        self._slots = asyncio.Semaphore(config.concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._retry_at: dict[uuid.UUID, float] = {}
+
+    async def run(self) -> None:
+        try:
+            async with self._bus.subscribe() as events:
+                while not stop_requested():
+                    try:
+                        await self.step()
+                    except Exception:
+                        log.exception("lifecycle step failed; retrying")
+                    if await events.next(self._config.interval) is not None:
+                        while await events.next(0.02) is not None:
+                            pass  # coalesce a burst of events into one step
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def step(self) -> None:
+        """One pass: schedule pending sessions, then dispatch every other live state."""
+        await self._scheduler.schedule_once()
+        batch = self._config.batch_size
+        for session in await self._sessions.list_in_states(self._start.consumes, batch):
+            self._spawn(session, self._start.run)
+        for session in await self._sessions.list_in_states(self._resume.consumes, batch):
+            self._spawn(session, self._resume.run)
+        now = time.monotonic()
+        for session in await self._sessions.list_in_states(self._terminate.consumes, batch):
+            if self._retry_at.get(session.id, 0.0) <= now:
+                self._retry_at[session.id] = now + self._config.terminating_retry
+                self._spawn(session, self._finish_termination)
+
+    async def _finish_termination(self, session: SessionRecord) -> None:
+        try:
+            await self._terminate.finish(session, forced=False)
+            self._retry_at.pop(session.id, None)
+        except BaiError as exc:
+            log.info("session %s: %s", session.id, exc.message)
+
+    def _spawn(
+        self, session: SessionRecord, handler: Callable[[SessionRecord], Awaitable[None]]
+    ) -> None:
+        if not self._inflight.try_claim(session.id):
+            return
+
+        async def work() -> None:
+            try:
+                async with self._slots:
+                    fresh = await self._sessions.get(session.id)  # the listing may be stale
+                    if fresh is not None and fresh.state is session.state:
+                        await handler(fresh)
+            except Exception:
+                log.exception("handler for session %s (%s) failed", session.id, session.state)
+            finally:
+                self._inflight.release(session.id)
+
+        task = asyncio.create_task(work(), name=f"lifecycle-{session.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        """Waits for the handlers started so far (tests)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+

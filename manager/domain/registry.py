@@ -1,0 +1,194 @@
+"""Agent registry: registration with reconciliation, heartbeats, kernel events, LOST detection.
+
+Registration is a complete snapshot of the agent's kernels, so it also reconciles:
+- kernels the agent holds that the database does not know as live → destroyed (directive);
+- RUNNING kernels of the database that the agent does not hold → session ERROR (KernelLost);
+- kernels the agent reports as exited → handled like a kernel exit (batch result or ERROR).
+Sessions on a LOST agent are left as they are (the agent may come back); the scheduler only
+places onto ALIVE agents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from bai.common.errors import BaiError
+from bai.manager.domain.errors import IllegalTransition
+from bai.manager.domain.events import AgentChanged
+from bai.manager.domain.lifecycle.kernel_exit import KernelExitHandler
+from bai.manager.domain.loops import stop_requested
+from bai.manager.domain.model import (
+    AgentRegistration,
+    AgentStatus,
+    KernelEvent,
+    KernelEventKind,
+    KernelReport,
+    SessionState,
+    utcnow,
+)
+from bai.manager.domain.ports import AgentClient, AgentRepository, EventBus, SessionRepository
+from bai.manager.domain.transitions import Transitions
+
+__all__ = ["AgentRegistry", "Registered", "RegistryConfig"]
+
+log = logging.getLogger(__name__)
+_SNAPSHOT_SLACK = timedelta(seconds=2)
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryConfig:
+    heartbeat_interval_ms: int = 3000
+    lost_timeout: float | None = None
+    """Seconds of silence before an agent is LOST; None means 3 intervals + 5 s."""
+    reconcile_every: int = 10
+    """Reconcile the kernel list of every N-th heartbeat (0: only at registration)."""
+
+    @property
+    def effective_lost_timeout(self) -> float:
+        if self.lost_timeout is not None:
+            return self.lost_timeout
+        return 3 * self.heartbeat_interval_ms / 1000 + 5
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    agent_id: str
+    heartbeat_interval_ms: int
+    destroy_kernel_ids: tuple[str, ...]
+
+
+class AgentRegistry:
+    def __init__(
+        self,
+        agents: AgentRepository,
+        sessions: SessionRepository,
+        client: AgentClient,
+        moves: Transitions,
+        exits: KernelExitHandler,
+        bus: EventBus,
+        config: RegistryConfig,
+    ) -> None:
+        self._agents = agents
+        self._sessions = sessions
+        self._client = client
+        self._moves = moves
+        self._exits = exits
+        self._bus = bus
+        self.config = config
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def register(self, reg: AgentRegistration) -> Registered:
+        received = utcnow()
+        agent = await self._agents.register(reg, received)
+        log.info("agent %s registered at %s (%s, group %s, %d kernels, %d images)",
+                 agent.id, agent.address, ", ".join(f"{k}={v}" for k, v in
+                                                    sorted(agent.capacity.items())),
+                 agent.resource_group, len(reg.kernels), len(reg.images))
+        destroy = await self._reconcile(reg.agent_id, reg.kernels, received)
+        await self._bus.publish(AgentChanged(agent.id, AgentStatus.ALIVE))
+        return Registered(agent.id, self.config.heartbeat_interval_ms, tuple(destroy))
+
+    async def _reconcile(
+        self, agent_id: str, kernels: Sequence[KernelReport], received: datetime
+    ) -> list[str]:
+        """Compares a complete kernel snapshot of the agent with the database."""
+        reported = {k.kernel_id: k for k in kernels}
+        live = await self._sessions.kernels_on_agent(agent_id)
+        known = {str(kernel.id) for kernel, _ in live}
+        destroy = sorted(kid for kid in reported if kid not in known)
+        for kernel, session in live:
+            report = reported.get(str(kernel.id))
+            if session.state is not SessionState.RUNNING:
+                continue  # creation, restart and termination handlers own these
+            if session.state_changed_at > received - _SNAPSHOT_SLACK:
+                continue  # it may have started after the agent took the snapshot
+            if report is None:
+                await self._lose(session.id, f"agent {agent_id} reported its kernels without "
+                                             f"kernel {kernel.id}")
+            elif report.state == "terminated":
+                await self._exits.on_exit(agent_id, report.kernel_id, report.exit_code,
+                                          "exited while the agent was disconnected")
+                destroy.append(report.kernel_id)
+        if destroy:
+            log.info("agent %s: destroying kernels the manager does not know as live: %s",
+                     agent_id, ", ".join(destroy))
+        return destroy
+
+    async def _lose(self, session_id: uuid.UUID, message: str) -> None:
+        try:
+            await self._moves.move(session_id, SessionState.RUNNING, SessionState.ERROR,
+                                   "KernelLost", message)
+        except IllegalTransition:
+            pass
+
+    async def heartbeat(
+        self, agent_id: str, sequence: int = 0, kernels: Sequence[KernelReport] | None = None
+    ) -> tuple[str, ...]:
+        """Records a sign of life; every ``reconcile_every``-th heartbeat's kernel list is
+        reconciled like a registration. Returns kernel ids the agent should destroy."""
+        received = utcnow()
+        before = await self._agents.touch(agent_id, received)
+        if before is AgentStatus.LOST:
+            log.warning("agent %s is back (ALIVE)", agent_id)
+            await self._bus.publish(AgentChanged(agent_id, AgentStatus.ALIVE))
+        every = self.config.reconcile_every
+        if before is None or kernels is None or every <= 0 or sequence % every:
+            return ()
+        return tuple(await self._reconcile(agent_id, kernels, received))
+
+    async def kernel_event(self, agent_id: str, event: KernelEvent) -> None:
+        await self._agents.touch(agent_id, utcnow())
+        if event.kind is not KernelEventKind.TERMINATED:
+            log.info("agent %s: kernel %s %s (%s)", agent_id, event.kernel_id, event.kind,
+                     event.reason)
+            return
+        session = await self._exits.on_exit(agent_id, event.kernel_id, event.exit_code,
+                                            event.reason)
+        if session is not None:
+            self._destroy_later(agent_id, event.kernel_id, f"session {session.state}")
+
+    def _destroy_later(self, agent_id: str, kernel_id: str, reason: str) -> None:
+        """Destroys an exited kernel without holding up the agent's stream."""
+
+        async def destroy() -> None:
+            agent = await self._agents.get(agent_id)
+            if agent is None:
+                return
+            try:
+                await self._client.destroy_kernel(agent.address, kernel_id, reason)
+            except BaiError as exc:
+                log.warning("could not destroy exited kernel %s on agent %s: %s", kernel_id,
+                            agent_id, exc.message)
+
+        task = asyncio.create_task(destroy(), name=f"destroy-{kernel_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def check_lost(self) -> list[str]:
+        """Marks silent agents LOST; returns their ids."""
+        silent_since = utcnow() - timedelta(seconds=self.config.effective_lost_timeout)
+        lost = await self._agents.mark_lost(silent_since)
+        for agent_id in lost:
+            log.warning("agent %s is LOST: no message for %.1f s; its sessions are kept, no new "
+                        "placements on it", agent_id, self.config.effective_lost_timeout)
+            await self._bus.publish(AgentChanged(agent_id, AgentStatus.LOST))
+        return lost
+
+    async def run_lost_checker(self) -> None:
+        period = min(1.0, self.config.effective_lost_timeout / 4)
+        while not stop_requested():
+            try:
+                await self.check_lost()
+            except Exception:
+                log.exception("LOST check failed")
+            await asyncio.sleep(period)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

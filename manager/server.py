@@ -1,0 +1,175 @@
+"""Composition root: builds adapters and domain services, serves gRPC, runs the loops.
+
+:func:`run_manager` is the lifespan (an async context manager, also used by tests);
+:func:`serve` runs it until SIGTERM/SIGINT. On stop, health goes NOT_SERVING first, then the
+server stops with a grace period, then the loops stop, then the agent channels and the
+database close. Everything the manager knows lives in the database, so a restart resumes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from bai.common.rpc import (
+    ServiceTokenInterceptor,
+    add_health_and_reflection,
+    mark_not_serving,
+    mark_serving,
+)
+from bai.manager.adapters.agent_client import AgentClientConfig, GrpcAgentClientPool
+from bai.manager.adapters.db import (
+    Database,
+    SqlAccountRepository,
+    SqlAgentRepository,
+    SqlSessionRepository,
+    run_migrations,
+)
+from bai.manager.adapters.event_bus import InProcessEventBus
+from bai.manager.api import (
+    AgentRegistryServicer,
+    ImageServicer,
+    ManagerInterceptor,
+    SessionServicer,
+)
+from bai.manager.api.interceptor import KEYPAIR_SERVICES
+from bai.manager.config import ManagerConfig
+from bai.manager.domain import (
+    AgentRegistry,
+    Authenticator,
+    FifoScheduler,
+    ImageCatalog,
+    RegistryConfig,
+    SessionsConfig,
+    SessionService,
+    Transitions,
+)
+from bai.manager.domain.lifecycle import (
+    EngineConfig,
+    InFlight,
+    KernelExitHandler,
+    LifecycleEngine,
+    ResumeHandler,
+    StartHandler,
+    TerminateHandler,
+)
+from bai.pb.manager.v1 import (
+    agent_registry_pb2_grpc,
+    image_service_pb2_grpc,
+    session_service_pb2_grpc,
+)
+
+__all__ = ["SERVICE_NAMES", "RunningManager", "run_manager", "serve"]
+
+log = logging.getLogger(__name__)
+SERVICE_NAMES = (
+    "bai.manager.v1.SessionService",
+    "bai.manager.v1.ImageService",
+    "bai.manager.v1.AgentRegistryService",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RunningManager:
+    """A started manager (what tests need to reach into)."""
+
+    address: str
+    """host:port it listens on (with the real port when 0 was asked for)."""
+    db: Database
+    registry: AgentRegistry
+    engine: LifecycleEngine
+    sessions: SessionService
+
+
+@asynccontextmanager
+async def run_manager(config: ManagerConfig) -> AsyncIterator[RunningManager]:
+    if not config.service_token:
+        raise ValueError("a service token is required (--service-token)")
+    async with AsyncExitStack() as stack:
+        db = Database(config.db_url)
+        stack.push_async_callback(db.close)
+        await run_migrations(db)
+        bus = InProcessEventBus()
+        client = GrpcAgentClientPool(config.service_token, AgentClientConfig(
+            call_timeout=config.agent_call_timeout,
+            create_timeout=config.create_kernel_timeout))
+        stack.push_async_callback(client.close)
+        sessions_repo, agents_repo = SqlSessionRepository(db), SqlAgentRepository(db)
+        moves, inflight = Transitions(sessions_repo, bus), InFlight()
+        registry_config = RegistryConfig(heartbeat_interval_ms=config.heartbeat_interval_ms,
+                                         lost_timeout=config.lost_timeout)
+        start = StartHandler(agents_repo, client, moves)
+        exits = KernelExitHandler(sessions_repo, moves)
+        terminate = TerminateHandler(sessions_repo, agents_repo, client, moves)
+        grace = config.resume_grace
+        if grace is None:
+            grace = registry_config.effective_lost_timeout + 5
+        resume = ResumeHandler(agents_repo, client, moves, start, exits, grace=grace)
+        scheduler = FifoScheduler(sessions_repo, agents_repo, bus)
+        engine = LifecycleEngine(sessions_repo, scheduler, start, resume, terminate, bus,
+                                 inflight, EngineConfig(interval=config.scheduler_interval))
+        registry = AgentRegistry(agents_repo, sessions_repo, client, moves, exits, bus,
+                                 registry_config)
+        stack.push_async_callback(registry.close)
+        catalog = ImageCatalog(agents_repo)
+        sessions = SessionService(sessions_repo, SqlAccountRepository(db), agents_repo,
+                                  catalog, client, moves, terminate, bus, inflight,
+                                  SessionsConfig(create_wait_cap=config.create_wait_cap))
+        authenticator = Authenticator(SqlAccountRepository(db),
+                                      cache_ttl=config.keypair_cache_ttl)
+
+        server = grpc.aio.server(interceptors=[
+            ServiceTokenInterceptor(config.service_token, exempt=KEYPAIR_SERVICES),
+            ManagerInterceptor(authenticator, config.service_token),
+        ])
+        session_service_pb2_grpc.add_SessionServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            SessionServicer(sessions), server)
+        image_service_pb2_grpc.add_ImageServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            ImageServicer(catalog), server)
+        agent_registry_pb2_grpc.add_AgentRegistryServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            AgentRegistryServicer(registry), server)
+        health = add_health_and_reflection(server, SERVICE_NAMES)
+        port = server.add_insecure_port(config.listen)
+        if not port:
+            raise OSError(f"cannot listen on {config.listen}")
+
+        loops = [asyncio.create_task(engine.run(), name="lifecycle"),
+                 asyncio.create_task(registry.run_lost_checker(), name="lost-checker")]
+        stack.push_async_callback(_cancel, loops)
+        await server.start()
+        stack.push_async_callback(_stop, server, health, config.stop_grace)
+        await mark_serving(health, SERVICE_NAMES)
+        address = f"{config.listen.rsplit(':', 1)[0]}:{port}"
+        log.info("manager serving on %s (database %s)", address,
+                 db.url.render_as_string(hide_password=True))
+        yield RunningManager(address=address, db=db, registry=registry, engine=engine,
+                             sessions=sessions)
+
+
+async def _stop(server: grpc.aio.Server, health: Any, grace: float) -> None:
+    log.info("manager stopping: NOT_SERVING, then up to %.1f s for in-flight calls", grace)
+    await mark_not_serving(health, SERVICE_NAMES)
+    await server.stop(grace)
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def serve(config: ManagerConfig) -> None:
+    """Runs the manager until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with run_manager(config):
+        await stop.wait()
+        log.info("signal received; shutting down")
