@@ -40,9 +40,12 @@ ensure_venv() {
     "$VENV/bin/pip" install -q --upgrade pip >/dev/null 2>&1 || true
   fi
   local stamp="$VENV/.bai-installed$extras"
-  if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
+  # deploy/constraints.txt pins the tested versions: resolution is instant and reproducible
+  # (unpinned, pip backtracks through botocore releases for minutes). Refresh it with
+  # `.venv/bin/pip freeze --exclude-editable > deploy/constraints.txt` after changing dependencies.
+  if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ] || [ "$ROOT/deploy/constraints.txt" -nt "$stamp" ]; then
     say "installing bai into $VENV ${extras:+(with $extras)}"
-    "$VENV/bin/pip" install -q -e "$ROOT$extras" >/dev/null 2>"$STATE/logs/pip.log" \
+    "$VENV/bin/pip" install -q -c "$ROOT/deploy/constraints.txt" -e "$ROOT$extras" >/dev/null 2>"$STATE/logs/pip.log" \
       || { cat "$STATE/logs/pip.log" >&2; die "pip install failed"; }
     touch "$stamp"
   fi
