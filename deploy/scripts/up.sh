@@ -6,9 +6,12 @@ source "$(dirname "$0")/lib.sh"
 GATEWAY_ADDR="${BAI_GATEWAY_ADDR:-127.0.0.1:8090}"
 MANAGER_ADDR="${BAI_MANAGER_ADDR:-127.0.0.1:8091}"
 AGENT_ADDR="${BAI_AGENT_ADDR:-127.0.0.1:6001}"
+APPPROXY_ADDR="${BAI_APPPROXY_ADDR:-127.0.0.1:10200}"
+STORAGE_ADDR="${BAI_STORAGE_ADDR:-127.0.0.1:6021}"
+TRANSFER_ADDR="${BAI_STORAGE_TRANSFER_ADDR:-127.0.0.1:6022}"
 
 [ "$(id -u)" = 0 ] || die "make up installs system packages and runs Docker: run it as root"
-mkdir -p "$STATE/logs" "$STATE/run" "$STATE/k"
+mkdir -p "$STATE/logs" "$STATE/run" "$STATE/k" "$STATE/appproxy"
 ensure_venv
 ensure_docker
 ensure_image
@@ -28,6 +31,20 @@ PY
 fi
 source "$STATE/secrets"
 DB_URL="${BAI_MANAGER_DB_URL:-sqlite+aiosqlite:///$STATE/manager.db}"
+# Storage proxy volumes: one local fs volume under .bai/vfroot (kept across restarts, like the
+# transfer secret, so issued tokens survive a restart of the proxy).
+mkdir -p "$STATE/vfroot/local"
+if [ ! -f "$STATE/volumes.toml" ]; then
+  umask 077
+  cat >"$STATE/volumes.toml" <<TOML
+transfer_secret = "$("$VENV/bin/python" -c 'import secrets; print(secrets.token_hex(32))')"
+
+[[volumes]]
+name = "local"
+backend = "fs"
+options = { path = "$STATE/vfroot/local" }
+TOML
+fi
 
 "$VENV/bin/python" -m bai.manager bootstrap --db-url "$DB_URL" --access-key "$ACCESS_KEY" --secret-key "$SECRET_KEY"
 
@@ -43,7 +60,16 @@ start() {  # name, command...
 }
 
 export BAI_SERVICE_TOKEN="$SERVICE_TOKEN"
-start manager "$VENV/bin/python" -m bai.manager serve --listen "$MANAGER_ADDR" --db-url "$DB_URL" --service-token "$SERVICE_TOKEN"
+# App proxy: the coordinator (circuits, xDS, ext_authz) and Envoy (admin on 127.0.0.1:9901).
+start appproxy "$VENV/bin/python" -m bai.appproxy serve --listen "$APPPROXY_ADDR" \
+  --xds-socket "$STATE/run/xds.sock" --service-token "$SERVICE_TOKEN" \
+  --state "$STATE/appproxy/state.json" --upstream-root "$STATE/k"
+start envoy "$VENV/bin/python" -m bai.appproxy envoy --xds-socket "$STATE/run/xds.sock"
+start storage "$VENV/bin/python" -m bai.storage serve --listen "$STORAGE_ADDR" \
+  --transfer-listen "$TRANSFER_ADDR" --service-token "$SERVICE_TOKEN" \
+  --volumes-config "$STATE/volumes.toml"
+start manager "$VENV/bin/python" -m bai.manager serve --listen "$MANAGER_ADDR" --db-url "$DB_URL" \
+  --service-token "$SERVICE_TOKEN" --appproxy "$APPPROXY_ADDR" --storage "$STORAGE_ADDR"
 start agent "$VENV/bin/python" -m bai.agent serve --listen "$AGENT_ADDR" --manager "$MANAGER_ADDR" \
   --service-token "$SERVICE_TOKEN" --agent-id "i-$(hostname -s)" --kernel-root "$STATE/k"
 start gateway "$VENV/bin/python" -m bai.gateway serve --listen "$GATEWAY_ADDR" --manager "$MANAGER_ADDR" --service-token "$SERVICE_TOKEN"
@@ -56,9 +82,11 @@ export BACKEND_ACCESS_KEY=$ACCESS_KEY
 export BACKEND_SECRET_KEY=$SECRET_KEY
 export BAI_MANAGER_ADDR=$MANAGER_ADDR
 export PATH="$CLIENT_VENV/bin:$VENV/bin:\$PATH"
+# backend.ai-client 26.9.6 declares --resource-opts twice; silence click's warning about it.
+export PYTHONWARNINGS="ignore::UserWarning"
 ENV
 
 "$VENV/bin/python" "$ROOT/deploy/scripts/wait_ready.py" --gateway "$GATEWAY_ADDR" --manager "$MANAGER_ADDR" --timeout 60 \
   || die "the cluster did not become ready; see .bai/logs/"
-say "cluster is up: gateway http://$GATEWAY_ADDR, manager $MANAGER_ADDR, agent $AGENT_ADDR"
-say "try:  source .bai/env && backend.ai run -c 'print(1)'"
+say "cluster is up: gateway http://$GATEWAY_ADDR, manager $MANAGER_ADDR, agent $AGENT_ADDR, app proxy $APPPROXY_ADDR, storage $STORAGE_ADDR (transfers http://$TRANSFER_ADDR)"
+say "try:  source .bai/env && backend.ai run --rm -c 'print(1)' python"
