@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import importlib.metadata
@@ -12,7 +13,9 @@ from collections.abc import Sequence
 from contextlib import AsyncExitStack
 
 from bai.agent.config import AgentConfig, config_from_args, parse_argv
+from bai.agent.domain.ports import ContainerRuntime, RunnerConnector
 from bai.agent.domain.service import AgentService
+from bai.agent.fleet import FleetConfig, SimulatedFleet
 from bai.agent.heartbeat import LinkConfig, ManagerLink
 from bai.agent.runtime import (
     DockerRuntimeConfig,
@@ -21,6 +24,7 @@ from bai.agent.runtime import (
     node_capacity,
     open_docker_runtime,
 )
+from bai.agent.runtime.simulated import SimulatedKernelRuntime
 from bai.agent.server import SERVICE_NAME, AgentServer, start_server
 from bai.common.errors import BaiError
 from bai.common.rpc import mark_not_serving
@@ -70,16 +74,23 @@ async def serve(config: AgentConfig, stop: asyncio.Event | None = None) -> None:
             pids_limit=config.pids_limit,
             stop_timeout_s=config.stop_timeout_s,
         )
-        runtime = await stack.enter_async_context(
-            open_docker_runtime(runtime_config, config.docker_url)
-        )
+        runtime: ContainerRuntime
+        connect: RunnerConnector = connect_runner
+        if config.runtime == "simulated":
+            simulated = SimulatedKernelRuntime()
+            runtime, connect = simulated, simulated.connect_runner
+            log.info("agent %s uses the simulated runtime (no containers)", config.agent_id)
+        else:
+            runtime = await stack.enter_async_context(
+                open_docker_runtime(runtime_config, config.docker_url)
+            )
         config.kernel_root.mkdir(parents=True, exist_ok=True)
         service = AgentService(
             agent_id=config.agent_id,
             kernel_root=config.kernel_root,
             capacity=node_capacity(config.cpu, config.mem),
             runtime=runtime,
-            connect_runner=connect_runner,
+            connect_runner=connect,
             runner_ready_timeout_s=config.runner_ready_timeout_s,
             adopt_ready_timeout_s=config.adopt_ready_timeout_s,
         )
@@ -117,6 +128,33 @@ async def serve(config: AgentConfig, stop: asyncio.Event | None = None) -> None:
         await mark_not_serving(running.health, [SERVICE_NAME])
 
 
+async def simulate(config: FleetConfig, stop: asyncio.Event | None = None) -> None:
+    """Runs a fleet of simulated agents until ``stop`` is set (or SIGTERM/SIGINT)."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with SimulatedFleet(config) as fleet:
+        log.warning("simulated fleet of %d agents running (manager %s)", len(fleet.agents),
+                    config.manager)
+        await stop.wait()
+        log.warning("simulated fleet shutting down")
+
+
+def _fleet_config(args: argparse.Namespace) -> FleetConfig:
+    return FleetConfig(
+        manager=args.manager,
+        service_token=args.service_token,
+        count=args.count,
+        prefix=args.prefix,
+        first=args.first,
+        cpu=args.cpu,
+        mem=args.mem,
+        resource_group=args.resource_group,
+        heartbeat_delay_s=args.heartbeat_delay,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_argv(argv)
     logging.basicConfig(
@@ -124,6 +162,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.command == "simulate":
+        asyncio.run(simulate(_fleet_config(args)))
+        return 0
     try:
         asyncio.run(serve(config_from_args(args)))
     except BaiError as exc:  # e.g. the Docker engine is unreachable at start

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Any
 
 from bai.agent.domain.slots import parse_mem
 
@@ -17,6 +18,7 @@ __all__ = ["DEFAULT_RUNNER_DIR", "AgentConfig", "build_parser", "config_from_arg
 # The stdlib-only runner next to this package, mounted read-only into every kernel.
 DEFAULT_RUNNER_DIR = Path(__file__).resolve().parent / "runner"
 ENV_PREFIX = "BAI_AGENT_"
+RUNTIMES = ("docker", "simulated")
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ class AgentConfig:
     """Cap of the reconnect delay."""
     shutdown_grace_s: float = 5.0
     """Grace given to in-flight calls on shutdown."""
+    runtime: str = "docker"
+    """Kernel runtime: "docker", or "simulated" (no containers; see bai.agent.runtime.simulated)."""
 
 
 def _decimal(text: str) -> Decimal:
@@ -112,8 +116,31 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
         "--runner-dir", type=Path, default=default("runner-dir", str(DEFAULT_RUNNER_DIR))
     )
     serve.add_argument("--docker-url", default=default("docker-url"))
+    serve.add_argument(
+        "--runtime", choices=RUNTIMES, default=default("runtime", AgentConfig.runtime)
+    )
     serve.add_argument("--log-level", default=default("log-level", "INFO"))
+    _add_simulate(commands, default)
     return parser
+
+
+def _add_simulate(commands: Any, default: Callable[..., str | None]) -> None:
+    """``simulate``: many simulated agents in one process (see bai.agent.fleet)."""
+    sim = commands.add_parser("simulate", help="run many simulated agents in one process")
+    sim.add_argument("--manager", default=default("manager", AgentConfig.manager))
+    token = default("service-token")
+    sim.add_argument("--service-token", default=token, required=token is None)
+    sim.add_argument("--count", type=int, default=int(default("count", "10") or 10))
+    sim.add_argument("--prefix", default=default("prefix", "sim-"))
+    sim.add_argument("--first", type=int, default=int(default("first", "1") or 1))
+    sim.add_argument("--cpu", type=_decimal, default=default("cpu", "8"))
+    sim.add_argument("--mem", type=_mem, default=default("mem", "32g"))
+    sim.add_argument(
+        "--resource-group", default=default("resource-group", AgentConfig.resource_group)
+    )
+    sim.add_argument("--heartbeat-delay", type=float,
+                     default=float(default("heartbeat-delay", "0") or 0))
+    sim.add_argument("--log-level", default=default("log-level", "WARNING"))
 
 
 def config_from_args(args: argparse.Namespace) -> AgentConfig:
@@ -130,6 +157,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         resource_group=args.resource_group,
         runner_dir=Path(args.runner_dir).resolve(),
         docker_url=args.docker_url,
+        runtime=args.runtime,
     )
 
 

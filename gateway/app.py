@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from bai.gateway import compat, native, openapi
+from bai.gateway import admin, compat, native, openapi
 from bai.gateway.compat.system import MANAGER_VERSION
 from bai.gateway.config import GatewayConfig
 from bai.gateway.errors import EXCEPTION_HANDLERS
@@ -56,6 +56,10 @@ def create_app(config: GatewayConfig) -> FastAPI:
     )
     app.include_router(compat.system_router)
     app.include_router(compat.sessions_router)
+    app.include_router(compat.apps_router)
+    app.include_router(compat.folders_router)
+    app.include_router(admin.graphql_router)
+    app.include_router(admin.events_router)
     app.include_router(native.build_router(SERVICES))
     messages = _documented_messages()
 

@@ -90,6 +90,11 @@ _BY_REASON: Mapping[str, _Kind] = {
     "SESSION_NOT_RUNNING": _Kind(409, "invalid-session-state", "The session is not running."),
     "INVALID_SESSION_STATE": _Kind(409, "invalid-session-state", "The session is not running."),
     "MALFORMED_REQUEST": _Kind(400, "generic-bad-request", "Bad request."),
+    "VFOLDER_NOT_FOUND": _Kind(404, "vfolder-not-found", "Virtual folder not found."),
+    "VFOLDER_ALREADY_EXISTS": _Kind(
+        409, "vfolder-already-exists", "A virtual folder with the same name already exists."
+    ),
+    "FILE_ALREADY_EXISTS": _Kind(409, "vfolder-already-exists", "The path already exists."),
 }
 """ErrorInfo reasons that Backend.AI reports with their own problem type."""
 

@@ -16,6 +16,7 @@ from bai.gateway import auth
 from bai.gateway.config import GatewayConfig
 from bai.pb.manager.v1 import image_service_pb2 as images_pb
 from bai.pb.manager.v1 import session_service_pb2 as sessions_pb
+from bai.pb.manager.v1 import vfolder_service_pb2 as vfolders_pb
 from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
@@ -26,6 +27,7 @@ __all__ = ["SERVICES", "ServerStream", "StreamCall", "Unary", "Upstream", "metho
 SERVICES: tuple[ServiceDescriptor, ...] = (
     sessions_pb.DESCRIPTOR.services_by_name["SessionService"],
     images_pb.DESCRIPTOR.services_by_name["ImageService"],
+    vfolders_pb.DESCRIPTOR.services_by_name["VFolderService"],
 )
 """The user-facing manager services the gateway exposes."""
 

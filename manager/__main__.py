@@ -47,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
          "(default 3 intervals + 5 s)", None, type=float)
     _add(serve_cmd, "create-wait-cap", "seconds CreateSession waits without max_wait", "60",
          type=float)
+    _add(serve_cmd, "appproxy", "host:port of the app proxy coordinator (apps are disabled "
+         "without it)", "")
+    _add(serve_cmd, "storage", "host:port of the storage proxy (enables vfolders)", "")
     _add(serve_cmd, "log-level", "logging level", "INFO")
 
     boot = commands.add_parser("bootstrap", help="create the default domain, project and "
@@ -86,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         heartbeat_interval_ms=int(args.heartbeat_interval_ms),
         lost_timeout=float(args.lost_timeout) if args.lost_timeout is not None else None,
         create_wait_cap=float(args.create_wait_cap),
+        appproxy=args.appproxy or "",
+        storage_addr=str(args.storage or ""),
     )
     try:
         asyncio.run(serve(config))

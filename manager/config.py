@@ -35,5 +35,9 @@ class ManagerConfig:
     """Deadline of CreateKernel / RestartKernel."""
     keypair_cache_ttl: float = 10.0
     """Seconds a keypair's secret and state are cached."""
+    appproxy: str = ""
+    """host:port of the app proxy coordinator (CircuitService); empty = apps disabled."""
     stop_grace: float = 5.0
     """Seconds in-flight calls get to finish on shutdown."""
+    storage_addr: str = ""
+    """host:port of the storage proxy's StorageService; empty disables vfolders."""

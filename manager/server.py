@@ -24,6 +24,7 @@ from bai.common.rpc import (
     mark_serving,
 )
 from bai.manager.adapters.agent_client import AgentClientConfig, GrpcAgentClientPool
+from bai.manager.adapters.appproxy_client import GrpcCircuitClient
 from bai.manager.adapters.db import (
     Database,
     SqlAccountRepository,
@@ -31,14 +32,19 @@ from bai.manager.adapters.db import (
     SqlSessionRepository,
     run_migrations,
 )
+from bai.manager.adapters.db.admin import SqlAdminRepository
+from bai.manager.adapters.db.vfolders import SqlVFolderRepository
 from bai.manager.adapters.event_bus import InProcessEventBus
+from bai.manager.adapters.storage_client import GrpcStorageClient
 from bai.manager.api import (
     AgentRegistryServicer,
     ImageServicer,
     ManagerInterceptor,
     SessionServicer,
 )
+from bai.manager.api.admin import AdminServicer, EventServicer
 from bai.manager.api.interceptor import KEYPAIR_SERVICES
+from bai.manager.api.vfolders import VFolderServicer
 from bai.manager.config import ManagerConfig
 from bai.manager.domain import (
     AgentRegistry,
@@ -50,6 +56,8 @@ from bai.manager.domain import (
     SessionService,
     Transitions,
 )
+from bai.manager.domain.admin import AdminQueries
+from bai.manager.domain.apps import AppService
 from bai.manager.domain.lifecycle import (
     EngineConfig,
     InFlight,
@@ -59,10 +67,15 @@ from bai.manager.domain.lifecycle import (
     StartHandler,
     TerminateHandler,
 )
+from bai.manager.domain.session_events import SessionEventWatcher
+from bai.manager.domain.vfolders import VFolderService
 from bai.pb.manager.v1 import (
+    admin_service_pb2_grpc,
     agent_registry_pb2_grpc,
+    event_service_pb2_grpc,
     image_service_pb2_grpc,
     session_service_pb2_grpc,
+    vfolder_service_pb2_grpc,
 )
 
 __all__ = ["SERVICE_NAMES", "RunningManager", "run_manager", "serve"]
@@ -72,6 +85,9 @@ SERVICE_NAMES = (
     "bai.manager.v1.SessionService",
     "bai.manager.v1.ImageService",
     "bai.manager.v1.AgentRegistryService",
+    "bai.manager.v1.AdminService",
+    "bai.manager.v1.EventService",
+    "bai.manager.v1.VFolderService",
 )
 
 
@@ -118,9 +134,15 @@ async def run_manager(config: ManagerConfig) -> AsyncIterator[RunningManager]:
                                  registry_config)
         stack.push_async_callback(registry.close)
         catalog = ImageCatalog(agents_repo)
+        storage = None
+        if config.storage_addr:
+            storage = GrpcStorageClient(config.storage_addr, config.service_token)
+            stack.push_async_callback(storage.close)
+        vfolders = VFolderService(SqlVFolderRepository(db), storage)
         sessions = SessionService(sessions_repo, SqlAccountRepository(db), agents_repo,
                                   catalog, client, moves, terminate, bus, inflight,
-                                  SessionsConfig(create_wait_cap=config.create_wait_cap))
+                                  SessionsConfig(create_wait_cap=config.create_wait_cap),
+                                  vfolders=vfolders)
         authenticator = Authenticator(SqlAccountRepository(db),
                                       cache_ttl=config.keypair_cache_ttl)
 
@@ -128,19 +150,31 @@ async def run_manager(config: ManagerConfig) -> AsyncIterator[RunningManager]:
             ServiceTokenInterceptor(config.service_token, exempt=KEYPAIR_SERVICES),
             ManagerInterceptor(authenticator, config.service_token),
         ])
+        circuits = None
+        if config.appproxy:
+            circuits = GrpcCircuitClient(config.appproxy, config.service_token)
+            stack.push_async_callback(circuits.close)
+        apps = AppService(sessions, agents_repo, SqlAccountRepository(db), client, circuits)
         session_service_pb2_grpc.add_SessionServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            SessionServicer(sessions), server)
+            SessionServicer(sessions, apps), server)
         image_service_pb2_grpc.add_ImageServiceServicer_to_server(  # type: ignore[no-untyped-call]
             ImageServicer(catalog), server)
         agent_registry_pb2_grpc.add_AgentRegistryServiceServicer_to_server(  # type: ignore[no-untyped-call]
             AgentRegistryServicer(registry), server)
+        vfolder_service_pb2_grpc.add_VFolderServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            VFolderServicer(vfolders), server)
+        admin_service_pb2_grpc.add_AdminServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            AdminServicer(AdminQueries(SqlAdminRepository(db))), server)
+        event_service_pb2_grpc.add_EventServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            EventServicer(SessionEventWatcher(sessions, sessions_repo, bus)), server)
         health = add_health_and_reflection(server, SERVICE_NAMES)
         port = server.add_insecure_port(config.listen)
         if not port:
             raise OSError(f"cannot listen on {config.listen}")
 
         loops = [asyncio.create_task(engine.run(), name="lifecycle"),
-                 asyncio.create_task(registry.run_lost_checker(), name="lost-checker")]
+                 asyncio.create_task(registry.run_lost_checker(), name="lost-checker"),
+                 asyncio.create_task(apps.run_circuit_reaper(bus), name="circuit-reaper")]
         stack.push_async_callback(_cancel, loops)
         await server.start()
         stack.push_async_callback(_stop, server, health, config.stop_grace)

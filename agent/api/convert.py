@@ -11,6 +11,7 @@ from bai.agent.domain.model import (
     KernelRequest,
     KernelState,
     LogChunk,
+    Mount,
     RunEvent,
     SessionType,
 )
@@ -79,6 +80,8 @@ def kernel_request_from_proto(request: pb.CreateKernelRequest) -> KernelRequest:
         batch_timeout_s=timeout,
         cluster_role=request.cluster_role or "main",
         cluster_idx=request.cluster_idx,
+        mounts=tuple(Mount(host_path=m.host_path, container_path=m.container_path,
+                           read_only=m.read_only) for m in request.mounts),
     )
 
 

@@ -113,3 +113,13 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
         )
         async for chunk in chunks:
             yield convert.log_chunk_to_proto(chunk)
+
+    @_unary
+    async def StartService(
+        self, request: pb.StartServiceRequest, context: Context
+    ) -> pb.StartServiceResponse:
+        app = await self._service.start_service(
+            request.kernel_id, request.service, dict(request.environ), list(request.arguments))
+        return pb.StartServiceResponse(
+            socket_path=str(app.socket_path), protocol=app.protocol,
+            ssh_private_key=app.ssh_private_key, ssh_user=app.ssh_user)

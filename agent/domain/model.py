@@ -63,6 +63,30 @@ def kernel_dir(root: Path, kernel_id: str) -> Path:
     return root / uuid.UUID(kernel_id).hex[:12]
 
 
+_RESERVED_MOUNTS = ("/", "/run/bai", "/opt/bai-runner", "/home/work")
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A host directory (a vfolder) bind-mounted into a kernel container."""
+
+    host_path: str
+    container_path: str
+    read_only: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.host_path.startswith("/") or not self.container_path.startswith("/"):
+            raise InvalidArgument(f"mount {self.host_path!r} -> {self.container_path!r}: both "
+                                  "paths must be absolute", reason="INVALID_MOUNT")
+        if ".." in self.container_path.split("/") or ":" in self.container_path + self.host_path:
+            raise InvalidArgument(f"mount path {self.container_path!r} is not allowed",
+                                  reason="INVALID_MOUNT")
+        if (self.container_path.rstrip("/") or "/") in _RESERVED_MOUNTS or any(
+                self.container_path.startswith(r + "/") for r in _RESERVED_MOUNTS[1:3]):
+            raise InvalidArgument(f"mount path {self.container_path!r} is reserved",
+                                  reason="INVALID_MOUNT")
+
+
 @dataclass(frozen=True)
 class KernelRequest:
     """A kernel the manager asks for (CreateKernelRequest, validated)."""
@@ -82,6 +106,8 @@ class KernelRequest:
     """Batch sessions: kill the startup command after this long; None = no limit."""
     cluster_role: str = "main"
     cluster_idx: int = 0
+    mounts: tuple[Mount, ...] = ()
+    """vfolders to bind-mount (resolved by the manager)."""
 
     def __post_init__(self) -> None:
         for name in ("kernel_id", "session_id"):
@@ -113,6 +139,8 @@ class ContainerSpec:
     cluster_idx: int
     scratch_dir: Path
     """Host dir mounted at /run/bai (holds the runner socket)."""
+    mounts: tuple[Mount, ...] = ()
+    """Extra bind mounts (vfolders); read-only ones get Docker's ``:ro``."""
 
 
 @dataclass(frozen=True)

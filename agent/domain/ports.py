@@ -76,6 +76,10 @@ class KernelRunner(Protocol):
         """SIGINT to the running execution; False when nothing runs."""
         ...
 
+    async def start_service(self, name: str, argv: list[str], env: dict[str, str]) -> bool:
+        """Starts the app ``name`` as ``argv`` unless it runs; True when it was started."""
+        ...
+
 
 RunnerConnector = Callable[[Path], KernelRunner]
 """Builds the runner handle of a kernel from its scratch dir."""

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bai.agent.domain import batch
+from bai.agent.domain import apps, batch
 from bai.agent.domain.kernel import Kernel
 from bai.agent.domain.model import (
     ContainerInfo,
@@ -61,6 +61,7 @@ class AgentService:
         connect_runner: RunnerConnector,
         runner_ready_timeout_s: float = 20.0,
         adopt_ready_timeout_s: float = 5.0,
+        service_start_timeout_s: float = 60.0,
     ) -> None:
         self.agent_id = agent_id
         self.capacity = capacity
@@ -69,6 +70,7 @@ class AgentService:
         self._connect = connect_runner
         self._ready_timeout = runner_ready_timeout_s
         self._adopt_timeout = adopt_ready_timeout_s
+        self._service_start_timeout = service_start_timeout_s
         self._kernels: dict[str, Kernel] = {}
         self._subscribers: set[asyncio.Queue[KernelEvent]] = set()
 
@@ -187,6 +189,17 @@ class AgentService:
         async for chunk in self._runtime.logs(kernel.container_id, follow=follow, tail=tail):
             yield chunk
 
+    async def start_service(
+        self, kernel_id: str, name: str, environ: dict[str, str], arguments: list[str]
+    ) -> apps.StartedApp:
+        """Starts an app in the kernel and waits until it answers on its socket."""
+        launch = apps.launch_for(name, arguments)
+        kernel = self._get(kernel_id)
+        app = await apps.start_app(kernel.running_runner(), kernel.scratch_dir, launch, environ,
+                                   self._service_start_timeout)
+        log.info("kernel %s: service %s answers on %s", kernel_id, name, app.socket_path)
+        return app
+
     # ----- events ---------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -230,6 +243,7 @@ class AgentService:
             cluster_role=request.cluster_role,
             cluster_idx=request.cluster_idx,
             scratch_dir=kernel.scratch_dir,
+            mounts=request.mounts,
         )
         info = await self._runtime.create(spec)
         kernel.container_id, kernel.start_time = info.container_id, info.started_at

@@ -70,6 +70,12 @@ class RunnerClient:
         reply = await self._call({"op": "interrupt"})
         return bool(reply.get("interrupted"))
 
+    async def start_service(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """Start the app ``name`` as ``argv`` unless it runs already (``started`` says which)."""
+        return await self._call({"op": "service", "name": name, "argv": argv, "env": env or {}})
+
     async def wait_ready(self, timeout: float) -> dict[str, Any]:  # noqa: ASYNC109 - retries
         """Retry until the runner answers a ping (it may still be starting); returns the ping."""
         loop = asyncio.get_running_loop()

@@ -167,6 +167,20 @@ def _spawn(
     return proc.pid, OutputPipe(out_r, "stdout", sink), OutputPipe(err_r, "stderr", sink)
 
 
+def _spawn_service(argv: list[str], env: dict[str, str], log_path: str) -> subprocess.Popen[bytes]:
+    """Start an app in its own process group, its output appended to ``log_path``."""
+    with open(log_path, "ab") as log_file:
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=_work_dir(),
+            env={**os.environ, **env},
+            process_group=0,
+        )
+
+
 class QueryWorker:
     """The persistent Python interpreter process that holds the query-mode namespace."""
 
@@ -289,6 +303,7 @@ class Runner:
         self.worker: QueryWorker | None = None
         self.current: Execution | None = None
         self.shutting_down = False
+        self.services: dict[str, int] = {}  # app name -> pid of its running process group
         self._stop = asyncio.Event()
 
     # ----- lifecycle -----------------------------------------------------------------
@@ -324,6 +339,8 @@ class Runner:
         return server
 
     def _kill_children(self) -> None:
+        for pid in self.services.values():
+            _signal_group(pid, signal.SIGKILL)
         if self.worker is not None:
             self.worker.signal(signal.SIGKILL)
         if self.current is not None and isinstance(self.current.owner, BatchJob):
@@ -504,6 +521,7 @@ class Runner:
             "exec": self._op_exec,
             "interrupt": self._op_interrupt,
             "input": self._op_input,
+            "service": self._op_service,
         }
         op = request.get("op")
         handler = handlers.get(op) if isinstance(op, str) else None
@@ -532,6 +550,41 @@ class Runner:
         ex.waiting_input = False
         await ex.owner.send({"op": "input", "data": data})
         await _send(writer, {"ok": True})
+
+    async def _op_service(self, request: Event, writer: asyncio.StreamWriter) -> None:
+        name, argv, env = request.get("name"), request.get("argv"), request.get("env") or {}
+        if (
+            not isinstance(name, str)
+            or not name
+            or not isinstance(argv, list)
+            or not argv
+            or not all(isinstance(a, str) for a in argv)
+            or not isinstance(env, dict)
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
+        ):
+            await _send(writer, {"error": "service: 'name', 'argv' (strings) and 'env' required"})
+            return
+        pid = self.services.get(name)
+        if pid is not None:
+            await _send(writer, {"ok": True, "pid": pid, "started": False})
+            return
+        log_path = os.path.join(os.path.dirname(self.socket_path) or ".", f"{name}.log")
+        try:
+            proc = _spawn_service(argv, env, log_path)
+        except (OSError, ValueError) as exc:
+            await _send(writer, {"error": f"service: cannot start {name}: {exc}"})
+            return
+        proc.returncode = 0  # the reaper collects the exit status
+        self.services[name] = proc.pid
+
+        def on_exit(code: int) -> None:
+            if self.services.get(name) == proc.pid:
+                del self.services[name]
+            print(f"bai-runner: service {name} exited with {code}", file=sys.stderr)
+
+        self.reaper.watch(proc.pid, on_exit)
+        self.reaper.reap()  # it may have exited already
+        await _send(writer, {"ok": True, "pid": proc.pid, "started": True})
 
     async def _op_exec(self, request: Event, writer: asyncio.StreamWriter) -> None:
         problem = _check_exec_request(request)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import json
 import logging
 import os
@@ -33,7 +34,7 @@ from bai.agent.domain.model import (
     LogChunk,
     SessionType,
 )
-from bai.common.errors import BaiError, InternalError, NotFound
+from bai.common.errors import BaiError, InternalError, InvalidArgument, NotFound
 
 __all__ = ["DockerKernelRuntime", "DockerRuntimeConfig", "open_docker_runtime"]
 
@@ -109,6 +110,7 @@ class DockerKernelRuntime:
         name = f"bai-kernel-{spec.kernel_id}"
         container_id = ""
         try:
+            await asyncio.to_thread(self._prepare_mounts, spec)
             await asyncio.to_thread(self._prepare_scratch, spec.scratch_dir)
             config = self._container_config(spec)
             container = await self._docker.containers.create(config, name=name)
@@ -231,6 +233,22 @@ class DockerKernelRuntime:
         except DockerError as exc:
             raise _error(exc, f"image {image!r} is not present locally", "IMAGE_NOT_FOUND") from exc
 
+    def _prepare_mounts(self, spec: ContainerSpec) -> None:
+        """Lets the kernel user write into read-write vfolder roots (best effort)."""
+        uid, _, gid = self._config.kernel_user.partition(":")
+        for mount in spec.mounts:
+            path = Path(mount.host_path)
+            if not path.is_dir():
+                raise InvalidArgument(f"mount source {mount.host_path} is not a directory",
+                                      reason="INVALID_MOUNT")
+            if mount.read_only:
+                continue
+            try:
+                os.chown(path, int(uid), int(gid or uid))
+            except PermissionError:
+                with contextlib.suppress(PermissionError):
+                    os.chmod(path, 0o777)
+
     def _prepare_scratch(self, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
         uid, _, gid = self._config.kernel_user.partition(":")
@@ -278,6 +296,8 @@ class DockerKernelRuntime:
                 "Binds": [
                     f"{self._config.runner_dir}:{RUNNER_MOUNT}:ro",
                     f"{spec.scratch_dir}:{SCRATCH_MOUNT}:rw",
+                    *(f"{m.host_path}:{m.container_path}:{'ro' if m.read_only else 'rw'}"
+                      for m in spec.mounts),
                 ],
             },
         }

@@ -53,6 +53,14 @@ class UnixSocketRunner:
             raise RunnerUnavailable(f"kernel runner: {exc!r}") from exc
 
 
+    async def start_service(self, name: str, argv: list[str], env: dict[str, str]) -> bool:
+        try:
+            reply = await self._client.start_service(name, argv, env)
+        except (RunnerError, OSError, ValueError) as exc:
+            raise RunnerUnavailable(f"kernel runner: {exc!r}") from exc
+        return bool(reply.get("started"))
+
+
 def connect_runner(scratch_dir: Path) -> UnixSocketRunner:
     """The :data:`~bai.agent.domain.ports.RunnerConnector` for kernels on this host."""
     return UnixSocketRunner(scratch_dir / SOCKET_NAME)

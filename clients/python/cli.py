@@ -13,6 +13,7 @@ import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
+from bai.client import app_cmd, vfolder_cmd
 from bai.client import run as run_mod
 from bai.client.client import ClientConfig, ManagerClient
 from bai.client.output import Printer
@@ -228,6 +229,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--keep", action="store_true", help="keep the session afterwards")
     _add_slots(run)
     run.set_defaults(handler=_run)
+
+    app = commands.add_parser(
+        "app",
+        help="start an app in a session and print its URL (ssh: an ssh command)",
+        parents=[common],
+    )
+    app.add_argument("ref", metavar="SESSION", help="session id or name")
+    app.add_argument(
+        "service", metavar="SERVICE", help="jupyter, ttyd (web terminal), ssh (or sshd)"
+    )
+    app.set_defaults(handler=app_cmd.app_command)
+
+    vfolder_cmd.add_vfolder_commands(commands, common)
 
     image = commands.add_parser("image", help="kernel images", parents=[common])
     image_cmds = image.add_subparsers(dest="image_command", metavar="ACTION", required=True)

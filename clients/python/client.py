@@ -95,6 +95,12 @@ class ManagerClient:
         except grpc.aio.AioRpcError as exc:
             raise rpc.error_from_rpc(exc) from None
 
+    async def call(
+        self, path: str, request: Message, response_type: type[Resp], deadline: float | None = None
+    ) -> Resp:
+        """A unary call by full method path (for services without typed helpers here)."""
+        return await self._unary(path, request, response_type, deadline)
+
     async def _stream(
         self, path: str, request: Message, response_type: type[Resp]
     ) -> AsyncGenerator[Resp, None]:
@@ -124,6 +130,14 @@ class ManagerClient:
             deadline += wait
         return await self._unary(
             _SESSIONS + "CreateSession", request, sessions_pb.CreateSessionResponse, deadline
+        )
+
+    async def start_service(self, ref: str, service: str) -> sessions_pb.StartServiceResponse:
+        """Starts an app in the session and returns where to reach it (waits for the app)."""
+        request = sessions_pb.StartServiceRequest(session_ref=ref, service=service)
+        return await self._unary(
+            _SESSIONS + "StartService", request, sessions_pb.StartServiceResponse,
+            self.config.timeout + 60.0,
         )
 
     async def get_session(self, ref: str) -> session_pb.Session:

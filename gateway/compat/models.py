@@ -32,8 +32,29 @@ class SessionConfig(BaseModel):
         None, validation_alias=AliasChoices("scalingGroup", "scaling_group")
     )
     """Resource group."""
-    mounts: list[Any] | None = None
-    """vfolder mounts (not supported yet: must be empty)."""
+    mounts: list[str] | None = None
+    """vfolder names (or ids) to mount at /home/work/<name>; ``name:path`` is accepted too."""
+    mount_ids: list[str] | None = None
+    """vfolder ids to mount (newer clients)."""
+    mount_map: dict[str, str] | None = None
+    """vfolder name -> container path (absolute or relative to /home/work)."""
+    mount_id_map: dict[str, str] | None = None
+    """vfolder id -> container path."""
+    mount_options: dict[str, dict[str, Any]] | None = None
+    """vfolder -> options; ``{"permission": "ro"}`` (or ``"read_only": true``) mounts it ro."""
+
+    def mount_requests(self) -> list[sessions_pb.VFolderMountRequest]:
+        paths = {**(self.mount_map or {}), **(self.mount_id_map or {})}
+        options = self.mount_options or {}
+        result: list[sessions_pb.VFolderMountRequest] = []
+        for raw in [*(self.mounts or []), *(self.mount_ids or [])]:
+            ref, _, path = str(raw).partition(":")
+            opts = options.get(ref) or {}
+            read_only = opts.get("permission") == "ro" or bool(opts.get("read_only"))
+            result.append(sessions_pb.VFolderMountRequest(
+                vfolder_ref=ref, container_path=path or paths.get(ref, ""),
+                read_only=read_only))
+        return result
 
 
 class CreateSessionBody(BaseModel):
@@ -88,10 +109,6 @@ class CreateSessionBody(BaseModel):
                 "owner_access_key (creating sessions for others) is not supported",
                 reason="UNSUPPORTED_PARAMETER",
             )
-        if self.config.mounts:
-            raise errors.InvalidArgument(
-                "vfolder mounts are not supported yet", reason="UNSUPPORTED_PARAMETER"
-            )
         with convert.proto_input("invalid session parameters"):
             request = sessions_pb.CreateSessionRequest(
                 name=self.name or "",
@@ -107,6 +124,7 @@ class CreateSessionBody(BaseModel):
                 domain=self.domain or "",
                 project=self.group or "",
                 tag=self.tag or "",
+                mounts=self.config.mount_requests(),
             )
         timeout = convert.parse_seconds(self.batch_timeout)
         if timeout:

@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 from bai.common.rpc import SERVICE_TOKEN_KEY, error_from_rpc
 from bai.manager.domain import slots
+from bai.manager.domain.apps import AgentApp
 from bai.manager.domain.model import (
     AgentKernel,
     CreatedKernel,
@@ -95,6 +96,8 @@ class GrpcAgentClientPool:
             session_type=spec.session_type.value,
             startup_command=spec.startup_command,
             batch_timeout=_duration(spec.batch_timeout_seconds),
+            mounts=[pb.Mount(host_path=m.host_path, container_path=m.container_path,
+                             read_only=m.read_only) for m in spec.mounts],
             cluster_role=spec.cluster_role,
             cluster_idx=spec.cluster_idx,
         )
@@ -114,6 +117,15 @@ class GrpcAgentClientPool:
     async def interrupt_kernel(self, address: str, kernel_id: str) -> None:
         request = pb.InterruptKernelRequest(kernel_id=kernel_id)
         await self._unary(address, "InterruptKernel", request, self._config.call_timeout)
+
+    async def start_service(self, address: str, kernel_id: str, service: str,
+                            environ: dict[str, str], arguments: list[str]) -> AgentApp:
+        request = pb.StartServiceRequest(kernel_id=kernel_id, service=service, environ=environ,
+                                         arguments=arguments)
+        # The agent waits for the app to answer (Jupyter takes seconds).
+        reply = await self._unary(address, "StartService", request, self._config.create_timeout)
+        return AgentApp(socket_path=reply.socket_path, protocol=reply.protocol,
+                        ssh_private_key=reply.ssh_private_key, ssh_user=reply.ssh_user)
 
     async def list_kernels(self, address: str) -> list[AgentKernel]:
         reply = await self._unary(address, "ListKernels", pb.ListKernelsRequest(),

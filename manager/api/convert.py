@@ -24,6 +24,7 @@ from bai.manager.domain.model import (
     SessionType,
 )
 from bai.manager.domain.requests import CreateRequest
+from bai.manager.domain.vfolders import MountRequest
 from bai.pb.manager.v1 import agent_registry_pb2 as reg_pb
 from bai.pb.manager.v1 import image_service_pb2 as image_pb
 from bai.pb.manager.v1 import session_pb2 as pb
@@ -129,6 +130,8 @@ def create_request(r: svc_pb.CreateSessionRequest) -> CreateRequest:
         max_wait_seconds=_seconds(r.max_wait, r.HasField("max_wait")),
         request_id=r.request_id, cluster_size=r.cluster_size,
         resource_group=r.resource_group, domain=r.domain, project=r.project, tag=r.tag,
+        mounts=tuple(MountRequest(vfolder_ref=m.vfolder_ref, container_path=m.container_path,
+                                  read_only=m.read_only) for m in r.mounts),
     )
 
 

@@ -36,7 +36,9 @@ __all__ = ["ERROR_DOMAIN", "KEYPAIR_SERVICES", "ManagerInterceptor", "principal"
 
 log = logging.getLogger(__name__)
 ERROR_DOMAIN = "bai.manager"
-KEYPAIR_SERVICES = ("/bai.manager.v1.SessionService/", "/bai.manager.v1.ImageService/")
+KEYPAIR_SERVICES = ("/bai.manager.v1.SessionService/", "/bai.manager.v1.ImageService/",
+                    "/bai.manager.v1.AdminService/", "/bai.manager.v1.EventService/",
+                    "/bai.manager.v1.VFolderService/")
 GRPC_CONTENT_TYPE = "application/grpc"
 _PRINCIPAL: ContextVar[Principal] = ContextVar("bai_manager_principal")
 _FORWARD_KEYS = (SIGN_METHOD_KEY, SIGN_PATH_KEY, SIGN_CONTENT_TYPE_KEY)

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from typing import TypeAlias
 
 import grpc
+from bai.common.errors import FailedPrecondition
 from bai.manager.api.convert import (
     create_request,
     exec_input,
@@ -14,6 +15,7 @@ from bai.manager.api.convert import (
     state_from_proto,
 )
 from bai.manager.api.interceptor import principal
+from bai.manager.domain.apps import AppService
 from bai.manager.domain.errors import InvalidSessionRequest
 from bai.manager.domain.model import SessionState
 from bai.manager.domain.sessions import SessionService
@@ -33,8 +35,9 @@ def _states(values: list[int]) -> frozenset[SessionState]:
 
 
 class SessionServicer(pb_grpc.SessionServiceServicer):
-    def __init__(self, sessions: SessionService) -> None:
+    def __init__(self, sessions: SessionService, apps: AppService | None = None) -> None:
         self._sessions = sessions
+        self._apps = apps
 
     async def CreateSession(
         self, request: pb.CreateSessionRequest, context: Context
@@ -90,3 +93,15 @@ class SessionServicer(pb_grpc.SessionServiceServicer):
                                      tail_lines=request.tail_lines)
         async for chunk in chunks:
             yield pb.StreamSessionLogsResponse(data=chunk.data, stream=chunk.stream)
+
+    async def StartService(
+        self, request: pb.StartServiceRequest, context: Context
+    ) -> pb.StartServiceResponse:
+        if self._apps is None:
+            raise FailedPrecondition("apps need the app proxy (--appproxy)", reason="NO_APP_PROXY")
+        app = await self._apps.start(principal(), request.session_ref, request.service,
+                                     dict(request.environ), list(request.arguments))
+        return pb.StartServiceResponse(
+            url=app.url, host=app.host, port=app.port, token=app.token, protocol=app.protocol,
+            circuit_id=app.circuit_id, ssh_private_key=app.ssh_private_key,
+            ssh_user=app.ssh_user)

@@ -148,6 +148,15 @@ class KeypairInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class Mount:
+    """A host directory (a vfolder on an fs volume) bind-mounted into a session's kernels."""
+
+    host_path: str
+    container_path: str
+    read_only: bool
+
+
+@dataclass(frozen=True, slots=True)
 class SessionSpec:
     """What the user asked for; immutable after creation."""
 
@@ -163,6 +172,8 @@ class SessionSpec:
     cluster_size: int = 1
     resource_group: str = "default"
     tag: str = ""
+    mounts: tuple[Mount, ...] = ()
+    """vfolders resolved to host paths at creation."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +196,21 @@ class KernelRecord:
     cluster_role: str
     cluster_idx: int
     occupied_slots: Slots
+
+
+@dataclass(frozen=True, slots=True)
+class ExecTarget:
+    """Where a session's main kernel runs: what the exec hot path needs, read in one query."""
+
+    session_id: uuid.UUID
+    name: str
+    access_key: str
+    domain: str
+    state: SessionState
+    kernel_id: uuid.UUID | None
+    agent_id: str | None
+    agent_address: str | None
+    agent_status: AgentStatus | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,6 +345,7 @@ class KernelCreation:
     batch_timeout_seconds: float
     cluster_role: str
     cluster_idx: int
+    mounts: tuple[Mount, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +22,7 @@ from bai.manager.domain.model import (
     CreatedKernel,
     ExecInput,
     ExecOutput,
+    ExecTarget,
     ImageRecord,
     KernelCreation,
     KernelRecord,
@@ -32,6 +33,7 @@ from bai.manager.domain.model import (
     SessionState,
     Slots,
 )
+from bai.manager.domain.placement import Placement
 
 __all__ = [
     "AccountRepository",
@@ -81,6 +83,13 @@ class SessionRepository(Protocol):
         """The live session of that name (any owner when access_key is None), else the newest."""
         ...
 
+    async def exec_target(
+        self, session_id: uuid.UUID | None, name: str | None, access_key: str | None
+    ) -> ExecTarget | None:
+        """Session, main kernel and agent address in one read: by id, or by name like
+        find_by_name. Used on every execute, so it must stay a single statement."""
+        ...
+
     async def list_sessions(
         self,
         access_key: str | None,
@@ -127,6 +136,12 @@ class SessionRepository(Protocol):
         """PENDING → SCHEDULED on ``agent_id`` with ``slots`` reserved, in one transaction."""
         ...
 
+    async def place_many(
+        self, placements: Sequence[Placement], at: datetime
+    ) -> dict[uuid.UUID, PlaceOutcome]:
+        """Many placements in one transaction; the outcome of each (see place_batch)."""
+        ...
+
     async def kernels_on_agent(self, agent_id: str) -> list[tuple[KernelRecord, SessionRecord]]:
         """Kernels placed on the agent whose sessions are live."""
         ...
@@ -146,6 +161,11 @@ class AgentRepository(Protocol):
 
         Returns the status it had before (None when the agent is unknown).
         """
+        ...
+
+    async def touch_many(self, seen: Mapping[str, datetime]) -> list[str]:
+        """Records the latest message time of each agent in one transaction (LOST → ALIVE);
+        returns the ids of those that were LOST."""
         ...
 
     async def mark_lost(self, silent_since: datetime) -> list[str]:

@@ -6,6 +6,12 @@ Registration is a complete snapshot of the agent's kernels, so it also reconcile
 - kernels the agent reports as exited → handled like a kernel exit (batch result or ERROR).
 Sessions on a LOST agent are left as they are (the agent may come back); the scheduler only
 places onto ALIVE agents.
+
+Liveness writes are coalesced: a heartbeat (or kernel event) of an ALIVE agent only records its
+time in memory; :meth:`AgentRegistry.flush` writes the latest time of every agent heard from in
+one batch, every ``flush_interval`` seconds and always right before the LOST check, so the check
+never sees a time older than the last message. A message from an agent this process saw go LOST
+is written at once (LOST → ALIVE).
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ class RegistryConfig:
     """Seconds of silence before an agent is LOST; None means 3 intervals + 5 s."""
     reconcile_every: int = 10
     """Reconcile the kernel list of every N-th heartbeat (0: only at registration)."""
+    flush_interval: float = 0.5
+    """Seconds between batched writes of the agents' last-message times."""
 
     @property
     def effective_lost_timeout(self) -> float:
@@ -81,10 +89,18 @@ class AgentRegistry:
         self._bus = bus
         self.config = config
         self._tasks: set[asyncio.Task[None]] = set()
+        self._seen: dict[str, datetime] = {}
+        """Agents heard from since the last flush, with the time of their latest message."""
+        self._lost: set[str] = set()
+        """Agents this process marked (or found) LOST."""
+        self.heartbeats = 0
+        """Heartbeats received (benchmarks)."""
 
     async def register(self, reg: AgentRegistration) -> Registered:
         received = utcnow()
         agent = await self._agents.register(reg, received)
+        self._lost.discard(agent.id)
+        self._seen.pop(agent.id, None)
         log.info("agent %s registered at %s (%s, group %s, %d kernels, %d images)",
                  agent.id, agent.address, ", ".join(f"{k}={v}" for k, v in
                                                     sorted(agent.capacity.items())),
@@ -132,17 +148,44 @@ class AgentRegistry:
         """Records a sign of life; every ``reconcile_every``-th heartbeat's kernel list is
         reconciled like a registration. Returns kernel ids the agent should destroy."""
         received = utcnow()
-        before = await self._agents.touch(agent_id, received)
-        if before is AgentStatus.LOST:
-            log.warning("agent %s is back (ALIVE)", agent_id)
-            await self._bus.publish(AgentChanged(agent_id, AgentStatus.ALIVE))
+        self.heartbeats += 1
+        before = await self._touch(agent_id, received)
         every = self.config.reconcile_every
         if before is None or kernels is None or every <= 0 or sequence % every:
             return ()
         return tuple(await self._reconcile(agent_id, kernels, received))
 
+    async def _touch(self, agent_id: str, at: datetime) -> AgentStatus | None:
+        """Records a message: in memory for an ALIVE agent, at once for a LOST one."""
+        if agent_id not in self._lost:
+            self._seen[agent_id] = at
+            return AgentStatus.ALIVE
+        before = await self._agents.touch(agent_id, at)
+        self._lost.discard(agent_id)
+        if before is AgentStatus.LOST:
+            log.warning("agent %s is back (ALIVE)", agent_id)
+            await self._bus.publish(AgentChanged(agent_id, AgentStatus.ALIVE))
+        return before
+
+    async def flush(self) -> None:
+        """Writes the coalesced last-message times (one batch); revives LOST agents among them
+        (another process may have marked them)."""
+        if not self._seen:
+            return
+        seen, self._seen = self._seen, {}
+        try:
+            revived = await self._agents.touch_many(seen)
+        except BaseException:
+            for agent_id, at in seen.items():  # keep them for the next flush
+                self._seen.setdefault(agent_id, at)
+            raise
+        for agent_id in revived:
+            self._lost.discard(agent_id)
+            log.warning("agent %s is back (ALIVE)", agent_id)
+            await self._bus.publish(AgentChanged(agent_id, AgentStatus.ALIVE))
+
     async def kernel_event(self, agent_id: str, event: KernelEvent) -> None:
-        await self._agents.touch(agent_id, utcnow())
+        await self._touch(agent_id, utcnow())
         if event.kind is not KernelEventKind.TERMINATED:
             log.info("agent %s: kernel %s %s (%s)", agent_id, event.kernel_id, event.kind,
                      event.reason)
@@ -171,24 +214,39 @@ class AgentRegistry:
 
     async def check_lost(self) -> list[str]:
         """Marks silent agents LOST; returns their ids."""
+        # The threshold is taken before the flush: a flush that waits for a lock must not age
+        # the times it writes past it.
         silent_since = utcnow() - timedelta(seconds=self.config.effective_lost_timeout)
+        await self.flush()
         lost = await self._agents.mark_lost(silent_since)
         for agent_id in lost:
+            self._lost.add(agent_id)
             log.warning("agent %s is LOST: no message for %.1f s; its sessions are kept, no new "
                         "placements on it", agent_id, self.config.effective_lost_timeout)
             await self._bus.publish(AgentChanged(agent_id, AgentStatus.LOST))
         return lost
 
     async def run_lost_checker(self) -> None:
+        """Flushes the last-message times and checks for LOST agents, periodically."""
         period = min(1.0, self.config.effective_lost_timeout / 4)
+        loop = asyncio.get_running_loop()
+        next_check = loop.time()
         while not stop_requested():
             try:
-                await self.check_lost()
+                if loop.time() >= next_check:
+                    next_check = loop.time() + period
+                    await self.check_lost()
+                else:
+                    await self.flush()
             except Exception:
                 log.exception("LOST check failed")
-            await asyncio.sleep(period)
+            await asyncio.sleep(min(self.config.flush_interval, period))
 
     async def close(self) -> None:
+        try:
+            await self.flush()
+        except Exception:
+            log.exception("flushing the agents' last-message times failed")
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

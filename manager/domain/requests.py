@@ -12,7 +12,8 @@ from decimal import Decimal
 from bai.manager.domain import slots
 from bai.manager.domain.errors import InvalidSessionRequest, InvalidSlots
 from bai.manager.domain.images import min_resources
-from bai.manager.domain.model import ImageRecord, SessionSpec, SessionType, Slots
+from bai.manager.domain.model import ImageRecord, Mount, SessionSpec, SessionType, Slots
+from bai.manager.domain.vfolders import MountRequest
 
 __all__ = [
     "DEFAULT_SLOTS",
@@ -50,6 +51,8 @@ class CreateRequest:
     domain: str = ""
     project: str = ""
     tag: str = ""
+    mounts: tuple[MountRequest, ...] = ()
+    """vfolders to mount; resolved to host paths by the vfolder service."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +112,8 @@ def apply_image_minimums(requested: Slots, image: ImageRecord) -> Slots:
 
 
 def build_spec(
-    req: CreateRequest, valid: ValidRequest, image: str, resources: Slots
+    req: CreateRequest, valid: ValidRequest, image: str, resources: Slots,
+    mounts: tuple[Mount, ...] = (),
 ) -> SessionSpec:
     return SessionSpec(
         image=image,
@@ -121,4 +125,5 @@ def build_spec(
         cluster_size=1,
         resource_group=req.resource_group.strip() or "default",
         tag=req.tag,
+        mounts=mounts,
     )

@@ -38,8 +38,10 @@ from bai.manager.domain.model import (
     ExecInput,
     ExecMode,
     ExecOutput,
+    ExecTarget,
     KernelRecord,
     LogChunk,
+    Mount,
     NewSession,
     Principal,
     Role,
@@ -64,6 +66,7 @@ from bai.manager.domain.requests import (
     validate,
 )
 from bai.manager.domain.transitions import Transitions
+from bai.manager.domain.vfolders import StorageNotConfigured, VFolderService
 
 __all__ = ["Created", "SessionService", "SessionsConfig"]
 
@@ -100,6 +103,7 @@ class SessionService:
         bus: EventBus,
         inflight: InFlight,
         config: SessionsConfig = SessionsConfig(),
+        vfolders: VFolderService | None = None,
     ) -> None:
         self._sessions = sessions
         self._accounts = accounts
@@ -111,6 +115,7 @@ class SessionService:
         self._bus = bus
         self._inflight = inflight
         self._config = config
+        self._vfolders = vfolders
 
     # ---- create ------------------------------------------------------------------------
 
@@ -154,18 +159,26 @@ class SessionService:
         if not await self._accounts.project_exists(domain, project):
             raise InvalidSessionRequest(f"project {project!r} does not exist in domain "
                                         f"{domain!r}", reason="PROJECT_NOT_FOUND")
+        mounts = await self._resolve_mounts(who, req)
         image = await self._catalog.resolve(req.image)
         failure = None
         if image is None:
-            spec = build_spec(req, valid, req.image.strip(), valid.requested)
+            spec = build_spec(req, valid, req.image.strip(), valid.requested, mounts)
             failure = ("ImageNotFound", await self._image_not_found(req.image))
         else:
             spec = build_spec(req, valid, image.ref,
-                              apply_image_minimums(valid.requested, image))
+                              apply_image_minimums(valid.requested, image), mounts)
         return NewSession(id=uuid.uuid4(), name=valid.name, access_key=who.access_key,
                           domain=domain, project=project, spec=spec,
                           request_id=req.request_id or None, created_at=utcnow(),
                           kernel_ids=(uuid.uuid4(),), failure=failure)
+
+    async def _resolve_mounts(self, who: Principal, req: CreateRequest) -> tuple[Mount, ...]:
+        if not req.mounts:
+            return ()
+        if self._vfolders is None:
+            raise StorageNotConfigured("vfolder mounts need a storage proxy (manager --storage)")
+        return tuple(await self._vfolders.resolve_mounts(who, req.mounts))
 
     async def _image_not_found(self, requested: str) -> str:
         held = [i for i in await self._catalog.list_images() if i.agent_ids]
@@ -244,15 +257,13 @@ class SessionService:
     async def execute(self, who: Principal, ref: str, inp: ExecInput) -> AsyncIterator[ExecOutput]:
         if inp.mode in (ExecMode.CONTINUE, ExecMode.INPUT) and not inp.run_id:
             raise InvalidSessionRequest(f"mode {inp.mode.name} needs the run_id of the run")
-        session = await self._lookup(who, ref, write=True)
-        kernel, agent = await self._running_kernel(session)
-        async for output in self._client.execute(agent.address, str(kernel.id), inp):
+        address, kernel_id = await self._exec_target(who, ref)
+        async for output in self._client.execute(address, kernel_id, inp):
             yield output
 
     async def interrupt(self, who: Principal, ref: str) -> None:
-        session = await self._lookup(who, ref, write=True)
-        kernel, agent = await self._running_kernel(session)
-        await self._client.interrupt_kernel(agent.address, str(kernel.id))
+        address, kernel_id = await self._exec_target(who, ref)
+        await self._client.interrupt_kernel(address, kernel_id)
 
     async def logs(
         self, who: Principal, ref: str, *, follow: bool, tail_lines: int
@@ -287,6 +298,37 @@ class SessionService:
             raise SessionNotFound(f"session {ref!r} not found")
         return record
 
+    async def _exec_target(self, who: Principal, ref: str) -> tuple[str, str]:
+        """(agent address, kernel id) of a RUNNING session, in as few reads as possible.
+
+        Execute is the hot path (P2: a round trip of a few ms), so this resolves the session,
+        its main kernel and its agent in one statement instead of loading the whole record;
+        visibility rules are the same as ``_lookup``'s.
+        """
+        _require_writer(who)
+        target: ExecTarget | None = None
+        try:
+            target = await self._sessions.exec_target(uuid.UUID(ref), None, None)
+        except ValueError:
+            pass
+        if target is not None and not _visible(who, target):
+            target = None
+        if target is None:
+            target = await self._sessions.exec_target(None, ref, who.access_key)
+        if target is None and who.is_superadmin:
+            target = await self._sessions.exec_target(None, ref, None)
+        if target is None:
+            raise SessionNotFound(f"session {ref!r} not found")
+        if target.state is not S.RUNNING or target.kernel_id is None or not target.agent_id:
+            raise SessionNotRunning(f"session {target.name} is {target.state}, not RUNNING",
+                                    metadata={"state": target.state.value})
+        if target.agent_status is not AgentStatus.ALIVE or not target.agent_address:
+            state = target.agent_status or "unknown"
+            raise AgentUnavailable(
+                f"agent {target.agent_id} of kernel {target.kernel_id} is {state}"
+            )
+        return target.agent_address, str(target.kernel_id)
+
     async def _running_kernel(self, session: SessionRecord) -> tuple[KernelRecord, AgentRecord]:
         kernel = session.main_kernel
         if session.state is not S.RUNNING or kernel is None or not kernel.agent_id:
@@ -307,7 +349,7 @@ def _require_writer(who: Principal) -> None:
         raise NotAllowed("monitors have read-only access")
 
 
-def _visible(who: Principal, record: SessionRecord) -> bool:
+def _visible(who: Principal, record: SessionRecord | ExecTarget) -> bool:
     if who.is_superadmin:
         return True
     if who.role is Role.ADMIN and record.domain == who.domain:

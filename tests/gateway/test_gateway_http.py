@@ -98,7 +98,7 @@ async def test_malformed_bodies_are_400_invalid_api_params(gateway: str) -> None
         _assert_problem(native, 400, "invalid-api-params")
         unknown = await c.get("/v1/sessions", params={"bogus": "1"})
         _assert_problem(unknown, 400, "invalid-api-params")
-        mounts = {"image": "python", "config": {"mounts": ["vf"]}}
+        mounts = {"image": "python", "config": {"mounts": [{"bad": "shape"}]}}
         _assert_problem(await c.post("/session", json=mounts), 400, "invalid-api-params")
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import random
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -73,6 +75,14 @@ class Cluster:
     manager_addr: str = ""
     agent_addr: str = ""
     gateway_addr: str = ""
+    appproxy_addr: str = ""
+    """CircuitService of the app proxy coordinator (``start_cluster(apps=True)`` only)."""
+    app_ports: tuple[int, int] = (0, 0)
+    """Envoy's frontend port range (apps only)."""
+    storage_addr: str = ""
+    """StorageService of the storage proxy (``start_cluster(storage=True)`` only)."""
+    transfer_addr: str = ""
+    """The storage proxy's HTTP transfer endpoint (storage only)."""
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
@@ -124,6 +134,48 @@ class Cluster:
             self.db_url,
             "--service-token",
             self.service_token,
+            *(["--appproxy", self.appproxy_addr] if self.appproxy_addr else []),
+            *(["--storage", self.storage_addr] if self.storage_addr else []),
+        )
+
+    def start_storage(self) -> None:
+        """The storage proxy with one fs volume ``local`` under ``<workdir>/.bai/vfroot``."""
+        self._spawn(
+            "storage",
+            "--listen",
+            self.storage_addr,
+            "--transfer-listen",
+            self.transfer_addr,
+            "--service-token",
+            self.service_token,
+        )
+
+    def start_appproxy(self) -> None:
+        """The app proxy coordinator and its Envoy (frontends on ``app_ports``)."""
+        xds = str(self.workdir / "xds.sock")
+        low, high = self.app_ports
+        self._spawn(
+            "appproxy",
+            "--listen",
+            self.appproxy_addr,
+            "--xds-socket",
+            xds,
+            "--service-token",
+            self.service_token,
+            "--state",
+            str(self.workdir / "appproxy.json"),
+            f"--port-range={low + 1}-{high}",
+            f"--subdomain-port={low}",
+            "--upstream-root",
+            str(self.kernel_root),
+        )
+        log = open(self.workdir / "envoy.log", "ab")
+        self.procs["envoy"] = subprocess.Popen(
+            [sys.executable, "-m", "bai.appproxy", "envoy", "--xds-socket", xds,
+             f"--admin-port={free_port()}"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
         )
 
     def start_agent(self) -> None:
@@ -179,6 +231,12 @@ class Cluster:
                     raise RuntimeError(
                         f"{name} exited {proc.returncode}:\n{self.logs(name)[-3000:]}"
                     )
+            if self.storage_addr and not self._serving(self.storage_addr):
+                time.sleep(0.2)
+                continue
+            if self.appproxy_addr and not self._serving(self.appproxy_addr):
+                time.sleep(0.2)
+                continue
             if self._serving(self.manager_addr) and self._serving(self.agent_addr):
                 if self._agent_registered():
                     return
@@ -222,7 +280,7 @@ class Cluster:
         return out.stdout.split()
 
     def shutdown(self) -> None:
-        for name in ("gateway", "agent", "manager"):
+        for name in ("gateway", "agent", "manager", "envoy", "appproxy", "storage"):
             self.stop(name)
         ids = self.containers()
         if ids:
@@ -230,7 +288,9 @@ class Cluster:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def start_cluster(db_url: str) -> Cluster:
+def start_cluster(db_url: str, apps: bool = False, storage: bool = False) -> Cluster:
+    """A running cluster; with ``apps`` also the app proxy (coordinator + Envoy), with
+    ``storage`` also the storage proxy (and the manager's ``--storage``)."""
     workdir = Path(tempfile.mkdtemp(prefix="bai-", dir="/tmp"))
     cluster = Cluster(db_url=db_url, workdir=workdir)
     STARTED_AGENT_IDS.add(cluster.agent_id)
@@ -238,6 +298,12 @@ def start_cluster(db_url: str) -> Cluster:
     cluster.manager_addr = f"127.0.0.1:{free_port()}"
     cluster.agent_addr = f"127.0.0.1:{free_port()}"
     cluster.gateway_addr = f"127.0.0.1:{free_port()}"
+    if apps:
+        cluster.appproxy_addr = f"127.0.0.1:{free_port()}"
+        cluster.app_ports = _free_port_block(8)
+    if storage:
+        cluster.storage_addr = f"127.0.0.1:{free_port()}"
+        cluster.transfer_addr = f"127.0.0.1:{free_port()}"
     subprocess.run(
         [
             sys.executable,
@@ -254,6 +320,10 @@ def start_cluster(db_url: str) -> Cluster:
         cwd=workdir,
     )
     try:
+        if apps:
+            cluster.start_appproxy()
+        if storage:
+            cluster.start_storage()
         cluster.start_manager()
         cluster.start_agent()
         cluster.start_gateway()
@@ -262,3 +332,21 @@ def start_cluster(db_url: str) -> Cluster:
         cluster.shutdown()
         raise
     return cluster
+
+
+def _free_port_block(count: int) -> tuple[int, int]:
+    """``count`` consecutive free ports on 127.0.0.1 as (first, last)."""
+    for _ in range(200):
+        base = random.randrange(20000, 60000 - count)
+        if all(_port_free(p) for p in range(base, base + count)):
+            return base, base + count - 1
+    raise RuntimeError("no free port block")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

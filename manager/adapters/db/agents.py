@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import datetime
+from typing import cast
 
 from bai.manager.adapters.db.engine import Database
 from bai.manager.adapters.db.records import agent_record, insert_for
@@ -18,12 +20,13 @@ from bai.manager.domain.model import (
     ImageRecord,
     Slots,
 )
-from sqlalchemy import delete, select, update
+from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 __all__ = ["SqlAgentRepository"]
 
 _ALIVE, _LOST = AgentStatus.ALIVE.value, AgentStatus.LOST.value
+_TERMINATED = AgentStatus.TERMINATED.value
 
 
 class SqlAgentRepository:
@@ -107,6 +110,25 @@ class SqlAgentRepository:
                 .values(last_heartbeat=at, status=_ALIVE)
             )
             return AgentStatus.LOST if result.rowcount == 1 else None  # type: ignore[attr-defined]
+
+    async def touch_many(self, seen: Mapping[str, datetime]) -> list[str]:
+        """Records the last message of many agents in one transaction (LOST → ALIVE);
+        returns the ids of those that were LOST."""
+        if not seen:
+            return []
+        ids = sorted(seen)
+        agents = cast(Table, AgentRow.__table__)
+        async with self._db.write() as s:
+            lost = sorted(await s.scalars(
+                select(AgentRow.id).where(AgentRow.id.in_(ids), AgentRow.status == _LOST)
+            ))
+            await s.execute(
+                update(agents)
+                .where(agents.c.id == bindparam("b_id"), agents.c.status != _TERMINATED)
+                .values(last_heartbeat=bindparam("b_at"), status=_ALIVE),
+                [{"b_id": agent_id, "b_at": seen[agent_id]} for agent_id in ids],
+            )
+        return lost
 
     async def mark_lost(self, silent_since: datetime) -> list[str]:
         async with self._db.write() as s:

@@ -8,6 +8,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from bai.manager.adapters.db.engine import Database
 from sqlalchemy import Connection, text
 
@@ -15,7 +16,6 @@ __all__ = ["HEAD", "alembic_config", "current_revision", "run_migrations"]
 
 log = logging.getLogger(__name__)
 _HERE = Path(__file__).resolve().parent
-HEAD = "0001"
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -24,6 +24,10 @@ def alembic_config(connection: Connection | None = None) -> Config:
     if connection is not None:
         cfg.attributes["connection"] = connection
     return cfg
+
+
+HEAD: str = ScriptDirectory.from_config(alembic_config()).get_current_head() or ""
+"""The newest revision (read from the migration scripts, so new revisions need no edit here)."""
 
 
 def _upgrade(connection: Connection) -> None:

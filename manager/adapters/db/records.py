@@ -11,6 +11,7 @@ from bai.manager.domain.model import (
     AgentRecord,
     AgentStatus,
     KernelRecord,
+    Mount,
     SessionRecord,
     SessionSpec,
     SessionState,
@@ -33,6 +34,8 @@ def spec_to_json(spec: SessionSpec) -> dict[str, Any]:
         "cluster_size": spec.cluster_size,
         "resource_group": spec.resource_group,
         "tag": spec.tag,
+        "mounts": [{"host_path": m.host_path, "container_path": m.container_path,
+                    "read_only": m.read_only} for m in spec.mounts],
     }
 
 
@@ -47,6 +50,9 @@ def spec_from_json(raw: dict[str, Any]) -> SessionSpec:
         cluster_size=int(raw.get("cluster_size", 1)),
         resource_group=str(raw.get("resource_group", "default")),
         tag=str(raw.get("tag", "")),
+        mounts=tuple(Mount(host_path=str(m["host_path"]),
+                           container_path=str(m["container_path"]),
+                           read_only=bool(m["read_only"])) for m in raw.get("mounts", [])),
     )
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
 from bai.manager.adapters.db.engine import Database
+from bai.manager.adapters.db.placement import place_batch
 from bai.manager.adapters.db.records import kernel_record, session_record, spec_to_json
 from bai.manager.adapters.db.tables import AgentRow, KernelRow, SessionRow, StatusHistoryRow
 from bai.manager.domain import slots
@@ -26,6 +27,7 @@ from bai.manager.domain.model import (
     LIVE_STATES,
     TERMINAL_STATES,
     AgentStatus,
+    ExecTarget,
     KernelRecord,
     NewSession,
     SessionRecord,
@@ -33,6 +35,7 @@ from bai.manager.domain.model import (
     Slots,
     check_edges,
 )
+from bai.manager.domain.placement import Placement
 from bai.manager.domain.ports import PageCursor, PlaceOutcome
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -93,6 +96,38 @@ class SqlSessionRepository:
                 )
             )
             return (await self._records(s, [row]))[0] if row is not None else None
+
+    async def exec_target(
+        self, session_id: uuid.UUID | None, name: str | None, access_key: str | None
+    ) -> ExecTarget | None:
+        query = (
+            select(SessionRow, KernelRow.id, KernelRow.agent_id, AgentRow.address, AgentRow.status)
+            .outerjoin(
+                KernelRow,
+                and_(KernelRow.session_id == SessionRow.id, KernelRow.cluster_role == "main"),
+            )
+            .outerjoin(AgentRow, AgentRow.id == KernelRow.agent_id)
+        )
+        if session_id is not None:
+            query = query.where(SessionRow.id == session_id)
+        else:
+            query = query.where(SessionRow.name == name)
+            if access_key is not None:
+                query = query.where(SessionRow.access_key == access_key)
+            query = query.order_by(
+                SessionRow.live_name.is_(None), SessionRow.created_at.desc(), SessionRow.id.desc()
+            )
+        async with self._db.read() as s:
+            row = (await s.execute(query.limit(1))).first()
+        if row is None:
+            return None
+        session, kernel_id, agent_id, address, status = row
+        return ExecTarget(
+            session_id=session.id, name=session.name, access_key=session.access_key,
+            domain=session.domain_name, state=SessionState(session.state), kernel_id=kernel_id,
+            agent_id=agent_id, agent_address=address,
+            agent_status=AgentStatus(status) if status is not None else None,
+        )
 
     async def find_by_name(self, name: str, access_key: str | None) -> SessionRecord | None:
         query = select(SessionRow).where(SessionRow.name == name)
@@ -344,6 +379,11 @@ class SqlSessionRepository:
             s.add(StatusHistoryRow(session_id=session_id, state=S.SCHEDULED.value,
                                    reason="Scheduled", message=message, at=at))
         return PlaceOutcome.PLACED
+
+    async def place_many(
+        self, placements: Sequence[Placement], at: datetime
+    ) -> dict[uuid.UUID, PlaceOutcome]:
+        return await place_batch(self._db, placements, at)
 
 
 _TERMINAL = frozenset(s.value for s in TERMINAL_STATES)

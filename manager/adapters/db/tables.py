@@ -16,6 +16,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     Dialect,
     ForeignKey,
@@ -44,6 +45,7 @@ __all__ = [
     "StatusHistoryRow",
     "UserRow",
     "UtcDateTime",
+    "VFolderRow",
 ]
 
 NAMING = {
@@ -240,3 +242,32 @@ class StatusHistoryRow(Base):
     reason: Mapped[str] = mapped_column(String(64), default="")
     message: Mapped[str] = mapped_column(Text, default="")
     at: Mapped[datetime]
+
+
+class VFolderRow(Base):
+    """A virtual folder (contents on the storage proxy). ``live_name`` is ``name`` until the
+    folder is deleted, then NULL, so a live name is unique per owner."""
+
+    __tablename__ = "vfolders"
+    __table_args__ = (
+        UniqueConstraint("owner_user_id", "live_name", name="uq_vfolders_user_live_name"),
+        UniqueConstraint("owner_project_id", "live_name", name="uq_vfolders_project_live_name"),
+        CheckConstraint("(owner_user_id IS NULL) <> (owner_project_id IS NULL)",
+                        name="ck_vfolders_one_owner"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    live_name: Mapped[str | None] = mapped_column(String(64))
+    volume: Mapped[str] = mapped_column(String(64))
+    owner_user_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"))
+    owner_project_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"))
+    permission: Mapped[str] = mapped_column(String(8))
+    """ro, rw or wd."""
+    usage_mode: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    """ready or deleted."""
+    created_at: Mapped[datetime]
+    deleted_at: Mapped[datetime | None]

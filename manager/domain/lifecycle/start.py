@@ -49,6 +49,7 @@ def kernel_creation(session: SessionRecord, kernel: KernelRecord) -> KernelCreat
         batch_timeout_seconds=session.spec.batch_timeout_seconds,
         cluster_role=kernel.cluster_role,
         cluster_idx=kernel.cluster_idx,
+        mounts=session.spec.mounts,
     )
 
 

@@ -26,7 +26,7 @@ EXECUTION_MODE_CONTINUE: ExecutionMode
 EXECUTION_MODE_INPUT: ExecutionMode
 
 class CreateKernelRequest(_message.Message):
-    __slots__ = ("kernel_id", "session_id", "image", "slots", "environ", "session_type", "startup_command", "batch_timeout", "cluster_role", "cluster_idx")
+    __slots__ = ("kernel_id", "session_id", "image", "slots", "environ", "session_type", "startup_command", "batch_timeout", "cluster_role", "cluster_idx", "mounts")
     class SlotsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -51,6 +51,7 @@ class CreateKernelRequest(_message.Message):
     BATCH_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_ROLE_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_IDX_FIELD_NUMBER: _ClassVar[int]
+    MOUNTS_FIELD_NUMBER: _ClassVar[int]
     kernel_id: str
     session_id: str
     image: str
@@ -61,7 +62,18 @@ class CreateKernelRequest(_message.Message):
     batch_timeout: _duration_pb2.Duration
     cluster_role: str
     cluster_idx: int
-    def __init__(self, kernel_id: _Optional[str] = ..., session_id: _Optional[str] = ..., image: _Optional[str] = ..., slots: _Optional[_Mapping[str, str]] = ..., environ: _Optional[_Mapping[str, str]] = ..., session_type: _Optional[str] = ..., startup_command: _Optional[str] = ..., batch_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cluster_role: _Optional[str] = ..., cluster_idx: _Optional[int] = ...) -> None: ...
+    mounts: _containers.RepeatedCompositeFieldContainer[Mount]
+    def __init__(self, kernel_id: _Optional[str] = ..., session_id: _Optional[str] = ..., image: _Optional[str] = ..., slots: _Optional[_Mapping[str, str]] = ..., environ: _Optional[_Mapping[str, str]] = ..., session_type: _Optional[str] = ..., startup_command: _Optional[str] = ..., batch_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cluster_role: _Optional[str] = ..., cluster_idx: _Optional[int] = ..., mounts: _Optional[_Iterable[_Union[Mount, _Mapping]]] = ...) -> None: ...
+
+class Mount(_message.Message):
+    __slots__ = ("host_path", "container_path", "read_only")
+    HOST_PATH_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_PATH_FIELD_NUMBER: _ClassVar[int]
+    READ_ONLY_FIELD_NUMBER: _ClassVar[int]
+    host_path: str
+    container_path: str
+    read_only: bool
+    def __init__(self, host_path: _Optional[str] = ..., container_path: _Optional[str] = ..., read_only: _Optional[bool] = ...) -> None: ...
 
 class CreateKernelResponse(_message.Message):
     __slots__ = ("kernel",)
@@ -168,3 +180,34 @@ class StreamKernelLogsResponse(_message.Message):
     data: str
     stream: str
     def __init__(self, data: _Optional[str] = ..., stream: _Optional[str] = ...) -> None: ...
+
+class StartServiceRequest(_message.Message):
+    __slots__ = ("kernel_id", "service", "environ", "arguments")
+    class EnvironEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    KERNEL_ID_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    ENVIRON_FIELD_NUMBER: _ClassVar[int]
+    ARGUMENTS_FIELD_NUMBER: _ClassVar[int]
+    kernel_id: str
+    service: str
+    environ: _containers.ScalarMap[str, str]
+    arguments: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, kernel_id: _Optional[str] = ..., service: _Optional[str] = ..., environ: _Optional[_Mapping[str, str]] = ..., arguments: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class StartServiceResponse(_message.Message):
+    __slots__ = ("socket_path", "protocol", "ssh_private_key", "ssh_user")
+    SOCKET_PATH_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    SSH_PRIVATE_KEY_FIELD_NUMBER: _ClassVar[int]
+    SSH_USER_FIELD_NUMBER: _ClassVar[int]
+    socket_path: str
+    protocol: str
+    ssh_private_key: str
+    ssh_user: str
+    def __init__(self, socket_path: _Optional[str] = ..., protocol: _Optional[str] = ..., ssh_private_key: _Optional[str] = ..., ssh_user: _Optional[str] = ...) -> None: ...

@@ -73,6 +73,11 @@ class AgentServiceStub:
                 request_serializer=bai_dot_agent_dot_v1_dot_agent__service__pb2.StreamKernelLogsRequest.SerializeToString,
                 response_deserializer=bai_dot_agent_dot_v1_dot_agent__service__pb2.StreamKernelLogsResponse.FromString,
                 _registered_method=True)
+        self.StartService = channel.unary_unary(
+                '/bai.agent.v1.AgentService/StartService',
+                request_serializer=bai_dot_agent_dot_v1_dot_agent__service__pb2.StartServiceRequest.SerializeToString,
+                response_deserializer=bai_dot_agent_dot_v1_dot_agent__service__pb2.StartServiceResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -143,6 +148,18 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartService(self, request, context):
+        """Starts an app (service) inside the kernel on a Unix socket in the kernel's directory
+        (`/run/bai/<service>.sock` in the container) and returns once the app accepts connections
+        there. Idempotent: an app that already runs is not started again (for "sshd" a fresh key
+        pair is still issued and authorised). Errors: NOT_FOUND (kernel, or a service the agent
+        does not know); FAILED_PRECONDITION (kernel not running); UNAVAILABLE with reason
+        SERVICE_START_FAILED when the app does not answer within the agent's start timeout.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -180,6 +197,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.StreamKernelLogs,
                     request_deserializer=bai_dot_agent_dot_v1_dot_agent__service__pb2.StreamKernelLogsRequest.FromString,
                     response_serializer=bai_dot_agent_dot_v1_dot_agent__service__pb2.StreamKernelLogsResponse.SerializeToString,
+            ),
+            'StartService': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartService,
+                    request_deserializer=bai_dot_agent_dot_v1_dot_agent__service__pb2.StartServiceRequest.FromString,
+                    response_serializer=bai_dot_agent_dot_v1_dot_agent__service__pb2.StartServiceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -374,6 +396,33 @@ class AgentService:
             '/bai.agent.v1.AgentService/StreamKernelLogs',
             bai_dot_agent_dot_v1_dot_agent__service__pb2.StreamKernelLogsRequest.SerializeToString,
             bai_dot_agent_dot_v1_dot_agent__service__pb2.StreamKernelLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartService(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bai.agent.v1.AgentService/StartService',
+            bai_dot_agent_dot_v1_dot_agent__service__pb2.StartServiceRequest.SerializeToString,
+            bai_dot_agent_dot_v1_dot_agent__service__pb2.StartServiceResponse.FromString,
             options,
             channel_credentials,
             insecure,

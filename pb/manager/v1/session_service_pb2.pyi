@@ -27,7 +27,7 @@ EXECUTION_MODE_CONTINUE: ExecutionMode
 EXECUTION_MODE_INPUT: ExecutionMode
 
 class CreateSessionRequest(_message.Message):
-    __slots__ = ("name", "image", "session_type", "resources", "environ", "startup_command", "batch_timeout", "reuse_if_exists", "enqueue_only", "max_wait", "request_id", "cluster_size", "resource_group", "domain", "project", "tag")
+    __slots__ = ("name", "image", "session_type", "resources", "environ", "startup_command", "batch_timeout", "reuse_if_exists", "enqueue_only", "max_wait", "request_id", "cluster_size", "resource_group", "domain", "project", "tag", "mounts")
     class ResourcesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +58,7 @@ class CreateSessionRequest(_message.Message):
     DOMAIN_FIELD_NUMBER: _ClassVar[int]
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     TAG_FIELD_NUMBER: _ClassVar[int]
+    MOUNTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     image: str
     session_type: str
@@ -74,7 +75,18 @@ class CreateSessionRequest(_message.Message):
     domain: str
     project: str
     tag: str
-    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., session_type: _Optional[str] = ..., resources: _Optional[_Mapping[str, str]] = ..., environ: _Optional[_Mapping[str, str]] = ..., startup_command: _Optional[str] = ..., batch_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., reuse_if_exists: _Optional[bool] = ..., enqueue_only: _Optional[bool] = ..., max_wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., request_id: _Optional[str] = ..., cluster_size: _Optional[int] = ..., resource_group: _Optional[str] = ..., domain: _Optional[str] = ..., project: _Optional[str] = ..., tag: _Optional[str] = ...) -> None: ...
+    mounts: _containers.RepeatedCompositeFieldContainer[VFolderMountRequest]
+    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., session_type: _Optional[str] = ..., resources: _Optional[_Mapping[str, str]] = ..., environ: _Optional[_Mapping[str, str]] = ..., startup_command: _Optional[str] = ..., batch_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., reuse_if_exists: _Optional[bool] = ..., enqueue_only: _Optional[bool] = ..., max_wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., request_id: _Optional[str] = ..., cluster_size: _Optional[int] = ..., resource_group: _Optional[str] = ..., domain: _Optional[str] = ..., project: _Optional[str] = ..., tag: _Optional[str] = ..., mounts: _Optional[_Iterable[_Union[VFolderMountRequest, _Mapping]]] = ...) -> None: ...
+
+class VFolderMountRequest(_message.Message):
+    __slots__ = ("vfolder_ref", "container_path", "read_only")
+    VFOLDER_REF_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_PATH_FIELD_NUMBER: _ClassVar[int]
+    READ_ONLY_FIELD_NUMBER: _ClassVar[int]
+    vfolder_ref: str
+    container_path: str
+    read_only: bool
+    def __init__(self, vfolder_ref: _Optional[str] = ..., container_path: _Optional[str] = ..., read_only: _Optional[bool] = ...) -> None: ...
 
 class CreateSessionResponse(_message.Message):
     __slots__ = ("session", "created")
@@ -203,3 +215,42 @@ class StreamSessionLogsResponse(_message.Message):
     data: str
     stream: str
     def __init__(self, data: _Optional[str] = ..., stream: _Optional[str] = ...) -> None: ...
+
+class StartServiceRequest(_message.Message):
+    __slots__ = ("session_ref", "service", "environ", "arguments")
+    class EnvironEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    SESSION_REF_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    ENVIRON_FIELD_NUMBER: _ClassVar[int]
+    ARGUMENTS_FIELD_NUMBER: _ClassVar[int]
+    session_ref: str
+    service: str
+    environ: _containers.ScalarMap[str, str]
+    arguments: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, session_ref: _Optional[str] = ..., service: _Optional[str] = ..., environ: _Optional[_Mapping[str, str]] = ..., arguments: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class StartServiceResponse(_message.Message):
+    __slots__ = ("url", "host", "port", "token", "protocol", "circuit_id", "ssh_private_key", "ssh_user")
+    URL_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    CIRCUIT_ID_FIELD_NUMBER: _ClassVar[int]
+    SSH_PRIVATE_KEY_FIELD_NUMBER: _ClassVar[int]
+    SSH_USER_FIELD_NUMBER: _ClassVar[int]
+    url: str
+    host: str
+    port: int
+    token: str
+    protocol: str
+    circuit_id: str
+    ssh_private_key: str
+    ssh_user: str
+    def __init__(self, url: _Optional[str] = ..., host: _Optional[str] = ..., port: _Optional[int] = ..., token: _Optional[str] = ..., protocol: _Optional[str] = ..., circuit_id: _Optional[str] = ..., ssh_private_key: _Optional[str] = ..., ssh_user: _Optional[str] = ...) -> None: ...

@@ -89,6 +89,11 @@ class SessionServiceStub:
                 request_serializer=bai_dot_manager_dot_v1_dot_session__service__pb2.StreamSessionLogsRequest.SerializeToString,
                 response_deserializer=bai_dot_manager_dot_v1_dot_session__service__pb2.StreamSessionLogsResponse.FromString,
                 _registered_method=True)
+        self.StartService = channel.unary_unary(
+                '/bai.manager.v1.SessionService/StartService',
+                request_serializer=bai_dot_manager_dot_v1_dot_session__service__pb2.StartServiceRequest.SerializeToString,
+                response_deserializer=bai_dot_manager_dot_v1_dot_session__service__pb2.StartServiceResponse.FromString,
+                _registered_method=True)
 
 
 class SessionServiceServicer:
@@ -174,6 +179,17 @@ class SessionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartService(self, request, context):
+        """Starts an app ("jupyter", "ttyd", "sshd") in the session's main kernel and opens an app-proxy
+        circuit to it; returns where to reach it. Calling it again reuses the running app and its
+        circuit. Errors: NOT_FOUND (session or app); FAILED_PRECONDITION when the session is not
+        RUNNING or the manager runs without an app proxy (`--appproxy`); UNAVAILABLE when the app
+        does not start.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SessionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -216,6 +232,11 @@ def add_SessionServiceServicer_to_server(servicer, server):
                     servicer.StreamSessionLogs,
                     request_deserializer=bai_dot_manager_dot_v1_dot_session__service__pb2.StreamSessionLogsRequest.FromString,
                     response_serializer=bai_dot_manager_dot_v1_dot_session__service__pb2.StreamSessionLogsResponse.SerializeToString,
+            ),
+            'StartService': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartService,
+                    request_deserializer=bai_dot_manager_dot_v1_dot_session__service__pb2.StartServiceRequest.FromString,
+                    response_serializer=bai_dot_manager_dot_v1_dot_session__service__pb2.StartServiceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -448,6 +469,33 @@ class SessionService:
             '/bai.manager.v1.SessionService/StreamSessionLogs',
             bai_dot_manager_dot_v1_dot_session__service__pb2.StreamSessionLogsRequest.SerializeToString,
             bai_dot_manager_dot_v1_dot_session__service__pb2.StreamSessionLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartService(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bai.manager.v1.SessionService/StartService',
+            bai_dot_manager_dot_v1_dot_session__service__pb2.StartServiceRequest.SerializeToString,
+            bai_dot_manager_dot_v1_dot_session__service__pb2.StartServiceResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,51 @@
+"""Typed callables for the manager's AdminService and EventService on the gateway's channel."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bai.gateway.upstream import ServerStream, Unary, Upstream, method_path
+from bai.pb.manager.v1 import admin_service_pb2 as admin_pb
+from bai.pb.manager.v1 import event_service_pb2 as events_pb
+from starlette.requests import HTTPConnection
+
+__all__ = ["AdminCalls", "admin_calls"]
+
+_ADMIN = admin_pb.DESCRIPTOR.services_by_name["AdminService"]
+_EVENTS = events_pb.DESCRIPTOR.services_by_name["EventService"]
+
+
+@dataclass(frozen=True, slots=True)
+class AdminCalls:
+    get_keypair: Unary[admin_pb.GetKeypairResponse]
+    list_users: Unary[admin_pb.ListUsersResponse]
+    list_keypairs: Unary[admin_pb.ListKeypairsResponse]
+    list_agents: Unary[admin_pb.ListAgentsResponse]
+    query_sessions: Unary[admin_pb.QuerySessionsResponse]
+    watch_session: ServerStream[events_pb.WatchSessionEventsResponse]
+
+
+def _build(up: Upstream) -> AdminCalls:
+    ch = up.channel
+    m = _ADMIN.methods_by_name
+    return AdminCalls(
+        get_keypair=Unary(ch, method_path(m["GetKeypair"]), admin_pb.GetKeypairResponse),
+        list_users=Unary(ch, method_path(m["ListUsers"]), admin_pb.ListUsersResponse),
+        list_keypairs=Unary(ch, method_path(m["ListKeypairs"]), admin_pb.ListKeypairsResponse),
+        list_agents=Unary(ch, method_path(m["ListAgents"]), admin_pb.ListAgentsResponse),
+        query_sessions=Unary(ch, method_path(m["QuerySessions"]),
+                             admin_pb.QuerySessionsResponse),
+        watch_session=ServerStream(ch, method_path(_EVENTS.methods_by_name["WatchSessionEvents"]),
+                                   events_pb.WatchSessionEventsResponse),
+    )
+
+
+def admin_calls(conn: HTTPConnection) -> tuple[Upstream, AdminCalls]:
+    """The app's upstream and its admin callables (built once per upstream)."""
+    up: Upstream = conn.app.state.upstream
+    calls: AdminCalls | None = getattr(conn.app.state, "admin_calls", None)
+    if calls is None or getattr(conn.app.state, "admin_calls_for", None) is not up:
+        calls = _build(up)
+        conn.app.state.admin_calls = calls
+        conn.app.state.admin_calls_for = up
+    return up, calls

@@ -1,0 +1,131 @@
+"""``GET /stream/session/{ref}/tcpproxy?app=NAME``: the WebSocket the official client's
+``backend.ai app`` command bridges a local TCP port through, and ``GET /stream/session/{ref}/apps``,
+the app list it checks first.
+
+The gateway starts the app (manager StartService, with the forwarded signature) and relays
+binary frames to and from the app proxy's TCP frontend of its circuit. Only TCP apps (``sshd``)
+are bridged: an HTTP app's frontend admits requests only with the circuit token, which a raw byte
+relay cannot add, so HTTP apps are refused with a message pointing at ``start-service`` (whose
+URL carries the token). The frontend must be a loopback address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import socket
+from typing import Any
+
+from bai.common import errors
+from bai.gateway.compat.stream import _deny
+from bai.gateway.deps import UpstreamDep
+from bai.gateway.errors import problem_for_exception
+from bai.pb.manager.v1 import session_service_pb2 as sessions_pb
+from starlette.requests import Request
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+__all__ = ["APPS", "list_apps", "tcpproxy"]
+
+log = logging.getLogger(__name__)
+
+APPS: list[dict[str, Any]] = [
+    {"name": "jupyter", "protocol": "http", "ports": [8081]},
+    {"name": "ttyd", "protocol": "http", "ports": [7681]},
+    {"name": "sshd", "protocol": "tcp", "ports": [2200]},
+]
+"""The apps the agent can start (see agent/domain/apps.py), as Backend.AI lists service ports."""
+_METHOD = "bai.manager.v1.SessionService.StartService"
+_CHUNK = 64 * 1024
+
+
+async def list_apps(ref: str, request: Request, up: UpstreamDep) -> list[dict[str, Any]]:
+    """The session's apps (the session must be visible to the caller)."""
+    await up.get_session(sessions_pb.GetSessionRequest(session_ref=ref),
+                         metadata=up.metadata(request), deadline=up.config.call_timeout)
+    return APPS
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+async def tcpproxy(websocket: WebSocket, ref: str, up: UpstreamDep) -> None:
+    app_name = websocket.query_params.get("app", "")
+    try:
+        if any(a["name"] == app_name and a["protocol"] != "tcp" for a in APPS):
+            raise _http_app(app_name, ref)
+        envs = json.loads(websocket.query_params.get("envs") or "{}")
+        if not isinstance(envs, dict):
+            raise errors.InvalidArgument("envs must be a JSON object")
+        reply = await up.unary[_METHOD](
+            sessions_pb.StartServiceRequest(
+                session_ref=ref, service=app_name,
+                environ={str(k): str(v) for k, v in envs.items()}),
+            metadata=up.metadata(websocket),
+            deadline=up.config.call_timeout + 60.0,
+        )
+        assert isinstance(reply, sessions_pb.StartServiceResponse)
+        if reply.protocol != "tcp":
+            raise _http_app(app_name, ref)
+        if not _loopback(reply.host):
+            raise errors.FailedPrecondition(f"the app frontend {reply.host} is not local")
+        reader, writer = await asyncio.open_connection(reply.host, reply.port)
+        sock = writer.get_extra_info("socket")
+        if isinstance(sock, socket.socket):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (ValueError, OSError) as exc:
+        await _deny(websocket, problem_for_exception(errors.Unavailable(str(exc))))
+        return
+    except Exception as exc:
+        await _deny(websocket, problem_for_exception(exc))
+        return
+    await websocket.accept()
+    log.info("tcpproxy: session %s app %s via %s:%d", ref, app_name, reply.host, reply.port)
+    up_task = asyncio.create_task(_upstream(websocket, writer))
+    down_task = asyncio.create_task(_downstream(websocket, reader))
+    try:
+        await asyncio.wait({up_task, down_task}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (up_task, down_task):
+            task.cancel()
+        for task in (up_task, down_task):
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, OSError):
+                await task
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+            await websocket.close()
+
+
+def _http_app(app_name: str, ref: str) -> errors.BaiError:
+    return errors.FailedPrecondition(
+        f"{app_name} is an HTTP app: open the URL POST /session/{ref}/start-service returns "
+        "(it carries the access token)", reason="NOT_A_TCP_APP")
+
+
+async def _upstream(websocket: WebSocket, writer: asyncio.StreamWriter) -> None:
+    """Client frames → the app (until the client goes away)."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            break
+        data = message.get("bytes") or (message.get("text") or "").encode()
+        if data:
+            writer.write(data)
+            await writer.drain()
+    with contextlib.suppress(OSError):
+        if writer.can_write_eof():
+            writer.write_eof()
+
+
+async def _downstream(websocket: WebSocket, reader: asyncio.StreamReader) -> None:
+    """The app's bytes → binary frames (until the app closes)."""
+    while data := await reader.read(_CHUNK):
+        await websocket.send_bytes(data)
