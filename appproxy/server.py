@@ -20,7 +20,6 @@ from pathlib import Path
 import grpc
 from bai.appproxy.adapters.state_file import StateFile
 from bai.appproxy.api.circuit_service import ERROR_DOMAIN, CircuitServicer
-from bai.appproxy.api.errors import DomainErrorInterceptor
 from bai.appproxy.config import AppProxyConfig
 from bai.appproxy.domain.circuits import CircuitRegistry
 from bai.appproxy.xds.ads import AdsServer, SnapshotCache
@@ -28,6 +27,7 @@ from bai.appproxy.xds.authz import AuthorizationServer
 from bai.appproxy.xds.resources import build_snapshot
 from bai.common.errors import FailedPrecondition
 from bai.common.rpc import (
+    DomainErrorInterceptor,
     ServiceTokenInterceptor,
     add_health_and_reflection,
     mark_not_serving,

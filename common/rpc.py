@@ -8,8 +8,10 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, TypeAlias
 
 import grpc
 from bai.common import errors
@@ -27,12 +29,20 @@ __all__ = [
     "SIGN_METHOD_KEY",
     "SIGN_PATH_KEY",
     "SIGN_VERSION_KEY",
+    "Check",
+    "DomainErrorInterceptor",
     "ServiceTokenInterceptor",
     "abort_with",
     "add_health_and_reflection",
     "error_from_rpc",
+    "map_domain_errors",
     "status_for",
 ]
+
+log = logging.getLogger(__name__)
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+Check: TypeAlias = Callable[[str, Any], Awaitable[None]]
+"""A pre-call check (e.g. authentication) given the method name and context; raises BaiError."""
 
 SERVICE_TOKEN_KEY = "x-bai-service-token"
 SIGN_DATE_KEY = "x-bai-date"
@@ -59,9 +69,7 @@ _ERRORS_BY_CODE = {code: cls for cls, code in _CODES.items()}
 
 def status_for(exc: errors.BaiError, domain: str) -> status_pb2.Status:
     """A google.rpc.Status for a domain error, with ErrorInfo(reason, domain, metadata)."""
-    code = next(
-        (c for cls, c in _CODES.items() if isinstance(exc, cls)), grpc.StatusCode.INTERNAL
-    )
+    code = next((c for cls, c in _CODES.items() if isinstance(exc, cls)), grpc.StatusCode.INTERNAL)
     info = error_details_pb2.ErrorInfo(reason=exc.reason, domain=domain, metadata=exc.metadata)
     detail = any_pb2.Any()
     detail.Pack(info)
@@ -173,3 +181,77 @@ async def mark_not_serving(
         await servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
 
 
+def map_domain_errors(
+    handler: grpc.RpcMethodHandler, method: str, domain: str, check: Check | None = None
+) -> grpc.RpcMethodHandler:
+    """The same handler, with ``check`` run first and a raised BaiError turned into its status
+    (with ``ErrorInfo(domain)``): the one place a servicer's domain errors become statuses."""
+    kw = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(
+            _unary(handler.unary_unary, method, domain, check), **kw
+        )
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(
+            _unary(handler.stream_unary, method, domain, check), **kw
+        )
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(
+            _streaming(handler.unary_stream, method, domain, check), **kw
+        )
+    return grpc.stream_stream_rpc_method_handler(
+        _streaming(handler.stream_stream, method, domain, check), **kw
+    )
+
+
+def _unary(inner: Any, method: str, domain: str, check: Check | None) -> Any:
+    async def behavior(request: Any, context: Any) -> Any:
+        try:
+            if check is not None:
+                await check(method, context)
+            return await inner(request, context)
+        except errors.BaiError as exc:
+            await _abort(context, method, domain, exc)
+
+    return behavior
+
+
+def _streaming(inner: Any, method: str, domain: str, check: Check | None) -> Any:
+    if not inspect.isasyncgenfunction(inner):  # the servicer writes with context.write()
+        return _unary(inner, method, domain, check)
+
+    async def behavior(request: Any, context: Any) -> AsyncIterator[Any]:
+        try:
+            if check is not None:
+                await check(method, context)
+            async for response in inner(request, context):
+                yield response
+        except errors.BaiError as exc:
+            await _abort(context, method, domain, exc)
+
+    return behavior
+
+
+async def _abort(context: Any, method: str, domain: str, exc: errors.BaiError) -> None:
+    log.info("%s failed: %s: %s", method, exc.reason, exc.message)
+    await abort_with(context, exc, domain)
+
+
+class DomainErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Maps every handler's domain errors to statuses with ``ErrorInfo(domain)``."""
+
+    def __init__(self, domain: str) -> None:
+        self._domain = domain
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        return map_domain_errors(handler, details.method, self._domain)

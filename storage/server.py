@@ -20,17 +20,19 @@ from dataclasses import dataclass
 import grpc
 import uvicorn
 from bai.common.rpc import (
+    DomainErrorInterceptor,
     ServiceTokenInterceptor,
     add_health_and_reflection,
     mark_not_serving,
     mark_serving,
 )
 from bai.pb.storage.v1 import storage_service_pb2_grpc as pb_grpc
-from bai.storage.api import ErrorInterceptor, StorageServicer, transfer_app
+from bai.storage.api import StorageServicer, transfer_app
 from bai.storage.api.servicer import SERVICE_NAME
 from bai.storage.backends import VolumeBackend, build_backend
 from bai.storage.config import StorageConfig
 from bai.storage.domain import StorageService, TransferTokens
+from bai.storage.errors import DOMAIN
 
 __all__ = ["RunningProxy", "running_proxy", "serve"]
 
@@ -101,7 +103,10 @@ async def running_proxy(config: StorageConfig) -> AsyncIterator[RunningProxy]:
         storage = StorageService(volumes, TransferTokens(secret), url)
 
         server = grpc.aio.server(
-            interceptors=[ServiceTokenInterceptor(config.service_token), ErrorInterceptor()],
+            interceptors=[
+                ServiceTokenInterceptor(config.service_token),
+                DomainErrorInterceptor(DOMAIN),
+            ],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

@@ -75,7 +75,7 @@ def to_proto(circuit: Circuit, frontends: Frontends) -> circuit_pb2.Circuit:
 class CircuitServicer(circuit_service_pb2_grpc.CircuitServiceServicer):
     """Converts, calls the registry once, converts back.
 
-    Domain errors propagate; :class:`~bai.appproxy.api.errors.DomainErrorInterceptor` turns
+    Domain errors propagate; :class:`~bai.common.rpc.DomainErrorInterceptor` turns
     them into statuses.
     """
 

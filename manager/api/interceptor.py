@@ -9,15 +9,13 @@ with ``google.rpc.ErrorInfo(domain="bai.manager")``.
 from __future__ import annotations
 
 import hmac
-import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from typing import Any, TypeAlias
+from typing import TypeAlias
 
 import grpc
 from bai.common.auth import AuthError, SignedRequest, parse_authorization
-from bai.common.errors import BaiError
 from bai.common.rpc import (
     SERVICE_TOKEN_KEY,
     SIGN_CONTENT_TYPE_KEY,
@@ -26,7 +24,7 @@ from bai.common.rpc import (
     SIGN_METHOD_KEY,
     SIGN_PATH_KEY,
     SIGN_VERSION_KEY,
-    abort_with,
+    map_domain_errors,
 )
 from bai.manager.domain.auth import Authenticator, SignedCall
 from bai.manager.domain.errors import AuthFailed
@@ -36,9 +34,13 @@ __all__ = ["ERROR_DOMAIN", "KEYPAIR_SERVICES", "ManagerInterceptor", "principal"
 
 log = logging.getLogger(__name__)
 ERROR_DOMAIN = "bai.manager"
-KEYPAIR_SERVICES = ("/bai.manager.v1.SessionService/", "/bai.manager.v1.ImageService/",
-                    "/bai.manager.v1.AdminService/", "/bai.manager.v1.EventService/",
-                    "/bai.manager.v1.VFolderService/")
+KEYPAIR_SERVICES = (
+    "/bai.manager.v1.SessionService/",
+    "/bai.manager.v1.ImageService/",
+    "/bai.manager.v1.AdminService/",
+    "/bai.manager.v1.EventService/",
+    "/bai.manager.v1.VFolderService/",
+)
 GRPC_CONTENT_TYPE = "application/grpc"
 _PRINCIPAL: ContextVar[Principal] = ContextVar("bai_manager_principal")
 _FORWARD_KEYS = (SIGN_METHOD_KEY, SIGN_PATH_KEY, SIGN_CONTENT_TYPE_KEY)
@@ -66,7 +68,7 @@ class ManagerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return None
         method: str = details.method
         check = self._authenticate if method.startswith(KEYPAIR_SERVICES) else None
-        return _wrap(handler, method, check)
+        return map_domain_errors(handler, method, ERROR_DOMAIN, check)
 
     async def _authenticate(self, method: str, context: Context) -> None:
         metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
@@ -82,76 +84,38 @@ class ManagerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             raise AuthFailed(exc.message, reason=exc.reason) from exc
         missing = [k for k in (SIGN_DATE_KEY, SIGN_VERSION_KEY, SIGN_HOST_KEY) if not md.get(k)]
         if missing:
-            raise AuthFailed(f"missing signature metadata: {', '.join(missing)}",
-                             reason="MISSING_CREDENTIALS")
+            raise AuthFailed(
+                f"missing signature metadata: {', '.join(missing)}", reason="MISSING_CREDENTIALS"
+            )
         date, version, host = md[SIGN_DATE_KEY], md[SIGN_VERSION_KEY], md[SIGN_HOST_KEY]
         if any(k in md for k in _FORWARD_KEYS):
             # Only a trusted gateway may say that the client signed something else.
             supplied = md.get(SERVICE_TOKEN_KEY, "").encode()
             if not supplied or not hmac.compare_digest(supplied, self._token):
-                raise AuthFailed("forwarded signature metadata needs a valid service token",
-                                 reason="UNTRUSTED_FORWARD")
+                raise AuthFailed(
+                    "forwarded signature metadata needs a valid service token",
+                    reason="UNTRUSTED_FORWARD",
+                )
             if not md.get(SIGN_METHOD_KEY) or not md.get(SIGN_PATH_KEY):
-                raise AuthFailed("forwarded signature needs x-bai-sign-method and -path",
-                                 reason="MISSING_CREDENTIALS")
-            request = SignedRequest(method=md[SIGN_METHOD_KEY], rel_url=md[SIGN_PATH_KEY],
-                                    date=date, host=host,
-                                    content_type=md.get(SIGN_CONTENT_TYPE_KEY, ""),
-                                    api_version=version)
+                raise AuthFailed(
+                    "forwarded signature needs x-bai-sign-method and -path",
+                    reason="MISSING_CREDENTIALS",
+                )
+            request = SignedRequest(
+                method=md[SIGN_METHOD_KEY],
+                rel_url=md[SIGN_PATH_KEY],
+                date=date,
+                host=host,
+                content_type=md.get(SIGN_CONTENT_TYPE_KEY, ""),
+                api_version=version,
+            )
         else:
-            request = SignedRequest(method="POST", rel_url=method, date=date, host=host,
-                                    content_type=GRPC_CONTENT_TYPE, api_version=version)
+            request = SignedRequest(
+                method="POST",
+                rel_url=method,
+                date=date,
+                host=host,
+                content_type=GRPC_CONTENT_TYPE,
+                api_version=version,
+            )
         return SignedCall(request=request, access_key=access_key, signature=signature)
-
-
-Check = Callable[[str, Context], Awaitable[None]] | None
-
-
-def _wrap(handler: grpc.RpcMethodHandler, method: str, check: Check) -> grpc.RpcMethodHandler:
-    """The same handler, authenticated first (when ``check``) and with errors mapped."""
-    kw = {"request_deserializer": handler.request_deserializer,
-          "response_serializer": handler.response_serializer}
-    if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(
-            _unary(handler.unary_unary, method, check), **kw)
-    if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(
-            _unary(handler.stream_unary, method, check), **kw)
-    if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(
-            _streaming(handler.unary_stream, method, check), **kw)
-    return grpc.stream_stream_rpc_method_handler(
-        _streaming(handler.stream_stream, method, check), **kw)
-
-
-def _unary(inner: Any, method: str, check: Check) -> Any:
-    async def behavior(request: Any, context: Context) -> Any:
-        try:
-            if check is not None:
-                await check(method, context)
-            return await inner(request, context)
-        except BaiError as exc:
-            await _abort(context, method, exc)
-
-    return behavior
-
-
-def _streaming(inner: Any, method: str, check: Check) -> Any:
-    if not inspect.isasyncgenfunction(inner):  # servicer writes with context.write()
-        return _unary(inner, method, check)
-
-    async def behavior(request: Any, context: Context) -> AsyncIterator[Any]:
-        try:
-            if check is not None:
-                await check(method, context)
-            async for response in inner(request, context):
-                yield response
-        except BaiError as exc:
-            await _abort(context, method, exc)
-
-    return behavior
-
-
-async def _abort(context: Context, method: str, exc: BaiError) -> None:
-    log.info("%s failed: %s %s", method, exc.reason, exc.message)
-    await abort_with(context, exc, ERROR_DOMAIN)

@@ -1,6 +1,6 @@
 """The gRPC ``bai.storage.v1.StorageService``: converts, calls one domain method, converts back.
 
-Domain errors propagate to :class:`~bai.storage.api.interceptor.ErrorInterceptor`.
+Domain errors propagate to :class:`~bai.common.rpc.DomainErrorInterceptor`.
 """
 
 from __future__ import annotations

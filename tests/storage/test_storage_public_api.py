@@ -10,7 +10,6 @@ import pytest
 MODULES = [
     "bai.storage.api",
     "bai.storage.api.convert",
-    "bai.storage.api.interceptor",
     "bai.storage.api.servicer",
     "bai.storage.api.transfer",
     "bai.storage.backends",
