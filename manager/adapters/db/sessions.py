@@ -11,6 +11,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from bai.manager.adapters.db.engine import Database
 from bai.manager.adapters.db.placement import place_batch
@@ -37,7 +38,7 @@ from bai.manager.domain.model import (
 )
 from bai.manager.domain.placement import Placement
 from bai.manager.domain.ports import PageCursor, PlaceOutcome
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Select, and_, bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -48,6 +49,31 @@ S = SessionState
 
 def _values(states: Iterable[SessionState]) -> list[str]:
     return sorted(s.value for s in states)
+
+
+def _exec_query() -> Select[SessionRow, uuid.UUID, str | None, str, str]:
+    return select(
+        SessionRow, KernelRow.id, KernelRow.agent_id, AgentRow.address, AgentRow.status
+    ).outerjoin(
+        KernelRow, and_(KernelRow.session_id == SessionRow.id, KernelRow.cluster_role == "main")
+    ).outerjoin(AgentRow, AgentRow.id == KernelRow.agent_id)
+
+
+# Built once: execute runs these on every call, and constructing a Select costs more than
+# running it (SQLAlchemy then reuses the compiled form from its cache).
+_NEWEST_LIVE_FIRST = (
+    SessionRow.live_name.is_(None), SessionRow.created_at.desc(), SessionRow.id.desc()
+)
+_EXEC_BY_ID = _exec_query().where(SessionRow.id == bindparam("session_id")).limit(1)
+_EXEC_BY_NAME = (
+    _exec_query().where(SessionRow.name == bindparam("name")).order_by(*_NEWEST_LIVE_FIRST).limit(1)
+)
+_EXEC_BY_OWNED_NAME = (
+    _exec_query()
+    .where(SessionRow.name == bindparam("name"), SessionRow.access_key == bindparam("access_key"))
+    .order_by(*_NEWEST_LIVE_FIRST)
+    .limit(1)
+)
 
 
 class SqlSessionRepository:
@@ -100,25 +126,15 @@ class SqlSessionRepository:
     async def exec_target(
         self, session_id: uuid.UUID | None, name: str | None, access_key: str | None
     ) -> ExecTarget | None:
-        query = (
-            select(SessionRow, KernelRow.id, KernelRow.agent_id, AgentRow.address, AgentRow.status)
-            .outerjoin(
-                KernelRow,
-                and_(KernelRow.session_id == SessionRow.id, KernelRow.cluster_role == "main"),
-            )
-            .outerjoin(AgentRow, AgentRow.id == KernelRow.agent_id)
-        )
+        params: dict[str, Any]
         if session_id is not None:
-            query = query.where(SessionRow.id == session_id)
+            query, params = _EXEC_BY_ID, {"session_id": session_id}
+        elif access_key is not None:
+            query, params = _EXEC_BY_OWNED_NAME, {"name": name, "access_key": access_key}
         else:
-            query = query.where(SessionRow.name == name)
-            if access_key is not None:
-                query = query.where(SessionRow.access_key == access_key)
-            query = query.order_by(
-                SessionRow.live_name.is_(None), SessionRow.created_at.desc(), SessionRow.id.desc()
-            )
+            query, params = _EXEC_BY_NAME, {"name": name}
         async with self._db.read() as s:
-            row = (await s.execute(query.limit(1))).first()
+            row = (await s.execute(query, params)).first()
         if row is None:
             return None
         session, kernel_id, agent_id, address, status = row
