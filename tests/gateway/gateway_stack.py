@@ -13,12 +13,10 @@ import asyncio
 import secrets
 import socket
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import uvicorn
 from bai.gateway.app import create_app
@@ -27,8 +25,7 @@ from bai.gateway.config import GatewayConfig
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "manager"))
 
 from bai.manager.server import run_manager
-from bai.pb.agent.v1 import agent_service_pb2 as apb
-from manager_harness import Keys, ProtocolAgent, manager_config, prepare_db
+from manager_harness import InteractiveAgent, Keys, manager_config, prepare_db
 
 SERVICE_TOKEN = "gateway-test-token"
 
@@ -58,34 +55,6 @@ async def serve_gateway(
         server.should_exit = True
         await task
         sock.close()
-
-
-class InteractiveAgent(ProtocolAgent):
-    """A protocol agent whose runs also stream over time and ask for input, as the real
-    agent reports them: output events as they come, then ``waiting_input`` (with
-    ``continued``, ending the call) carrying the prompt; INPUT resumes the run."""
-
-    async def Execute(self, request: apb.ExecuteRequest, context: Any) -> Any:
-        run_id = request.run_id or "r-" + uuid.uuid4().hex[:8]
-        if request.mode == apb.EXECUTION_MODE_INPUT:
-            yield apb.ExecuteResponse(
-                run_id=run_id, stream="stdout", data=f"hello {request.code}\n"
-            )
-            yield apb.ExecuteResponse(run_id=run_id, finished=True, exit_code=0)
-        elif request.code == "ask":
-            yield apb.ExecuteResponse(run_id=run_id, stream="stdout", data="before\n")
-            yield apb.ExecuteResponse(
-                run_id=run_id, waiting_input=True, continued=True, data="name? "
-            )
-        elif request.code == "count":
-            for i in range(3):
-                yield apb.ExecuteResponse(run_id=run_id, stream="stdout", data=f"{i}\n")
-                await asyncio.sleep(0.05)
-            yield apb.ExecuteResponse(run_id=run_id, stream="stderr", data="done\n")
-            yield apb.ExecuteResponse(run_id=run_id, finished=True, exit_code=7)
-        else:
-            async for event in super().Execute(request, context):
-                yield event
 
 
 @dataclass(frozen=True)

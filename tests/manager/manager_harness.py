@@ -400,3 +400,31 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0)
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.05)
+
+
+class InteractiveAgent(ProtocolAgent):
+    """A protocol agent whose runs also stream over time and ask for input, as the real
+    agent reports them: output events as they come, then ``waiting_input`` (with
+    ``continued``, ending the call) carrying the prompt; INPUT resumes the run."""
+
+    async def Execute(self, request: apb.ExecuteRequest, context: Any) -> Any:
+        run_id = request.run_id or "r-" + uuid.uuid4().hex[:8]
+        if request.mode == apb.EXECUTION_MODE_INPUT:
+            yield apb.ExecuteResponse(
+                run_id=run_id, stream="stdout", data=f"hello {request.code}\n"
+            )
+            yield apb.ExecuteResponse(run_id=run_id, finished=True, exit_code=0)
+        elif request.code == "ask":
+            yield apb.ExecuteResponse(run_id=run_id, stream="stdout", data="before\n")
+            yield apb.ExecuteResponse(
+                run_id=run_id, waiting_input=True, continued=True, data="name? "
+            )
+        elif request.code == "count":
+            for i in range(3):
+                yield apb.ExecuteResponse(run_id=run_id, stream="stdout", data=f"{i}\n")
+                await asyncio.sleep(0.05)
+            yield apb.ExecuteResponse(run_id=run_id, stream="stderr", data="done\n")
+            yield apb.ExecuteResponse(run_id=run_id, finished=True, exit_code=7)
+        else:
+            async for event in super().Execute(request, context):
+                yield event
