@@ -25,6 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"bai.storage: {exc}", file=sys.stderr)
         return 2
+    # asyncio's own loop, not uvloop: its loop.sendfile() is zero-copy for downloads
     asyncio.run(serve(config))
     return 0
 

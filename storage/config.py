@@ -9,6 +9,7 @@ The volumes file (``--volumes-config``)::
     name = "local"
     backend = "fs"                            # fs | s3 | azure | gcs
     options = { path = "/srv/vfroot/local" }  # backend options (see bai.storage.backends.*)
+    # fs also takes owner = "uid:gid" (default "1000:1000", the kernel user; see fs_owner)
 
 Without a file, one ``fs`` volume ``local`` lives under ``.bai/vfroot/local``. Relative ``fs``
 paths are taken from the working directory, like the other ``.bai/`` defaults. Flags win over

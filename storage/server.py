@@ -13,12 +13,12 @@ import logging
 import secrets
 import signal
 import socket
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 import grpc
-import uvicorn
+from aiohttp import web
 from bai.common.rpc import (
     DomainErrorInterceptor,
     ServiceTokenInterceptor,
@@ -54,14 +54,6 @@ class RunningProxy:
     """The domain object both servers use."""
 
 
-class _QuietUvicorn(uvicorn.Server):
-    """uvicorn without its own signal handling: this process's root owns the signals."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
 def _split(address: str) -> tuple[str, int]:
     host, _, port = address.rpartition(":")
     return host.strip("[]") or "0.0.0.0", int(port)
@@ -72,7 +64,7 @@ def _bind(address: str) -> socket.socket:
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    sock.listen(512)  # connections queue from now on, before uvicorn starts accepting
+    sock.listen(512)  # connections queue from now on, before the HTTP server starts accepting
     return sock
 
 
@@ -121,18 +113,17 @@ async def running_proxy(config: StorageConfig) -> AsyncIterator[RunningProxy]:
         await server.start()
         stack.push_async_callback(server.stop, config.shutdown_grace_s)
 
-        http = _QuietUvicorn(
-            uvicorn.Config(
-                transfer_app(storage),
-                lifespan="off",
-                log_level="warning",
-                access_log=False,
-                timeout_graceful_shutdown=int(config.shutdown_grace_s),
-            )
+        # no access log: one line per PATCH chunk would drown the log
+        http = web.AppRunner(
+            transfer_app(storage),
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=config.shutdown_grace_s,
         )
-        http_task = asyncio.create_task(http.serve(sockets=[transfer_sock]), name="transfer-http")
-        stack.push_async_callback(_stop_http, http, http_task)
-        http_task.add_done_callback(_report_http_exit)
+        await http.setup()
+        stack.push_async_callback(http.cleanup)
+        site = web.SockSite(http, transfer_sock)
+        await site.start()
 
         await mark_serving(health, [SERVICE_NAME])
         stack.push_async_callback(mark_not_serving, health, [SERVICE_NAME])  # runs first
@@ -144,17 +135,6 @@ async def running_proxy(config: StorageConfig) -> AsyncIterator[RunningProxy]:
         )
         yield RunningProxy(grpc_port=grpc_port, transfer_port=transfer_port, storage=storage)
         log.info("storage proxy shutting down")
-
-
-def _report_http_exit(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("transfer endpoint stopped", exc_info=task.exception())
-
-
-async def _stop_http(http: uvicorn.Server, task: asyncio.Task[None]) -> None:
-    http.should_exit = True
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 async def serve(config: StorageConfig, stop: asyncio.Event | None = None) -> None:

@@ -8,11 +8,13 @@ anything that could leave the folder lexically). Backends check again what only 
 
 from __future__ import annotations
 
+import asyncio
 import enum
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 from uuid import UUID
 
 from bai.storage import errors
@@ -22,9 +24,13 @@ __all__ = [
     "FileEntry",
     "FileType",
     "FolderUsage",
+    "LocalFileStream",
     "Parts",
-    "QuotaGuard",
+    "QuotaLedger",
+    "QuotaReservation",
     "ReadStream",
+    "SocketBody",
+    "SpliceWriter",
     "UploadWriter",
     "VolumeBackend",
     "VolumeUsage",
@@ -125,6 +131,38 @@ class ReadStream(Protocol):
 
     async def aclose(self) -> None:
         """Releases the stream (idempotent)."""
+        ...
+
+
+@runtime_checkable
+class LocalFileStream(ReadStream, Protocol):
+    """A :class:`ReadStream` over a local file: transports may send its bytes zero-copy
+    (``sendfile(2)``) instead of iterating; the stream still owns the descriptor."""
+
+    def file_region(self) -> tuple[int, int, int]:
+        """``(fd, start, end)``: the open file and the byte range still to send."""
+        ...
+
+
+class SocketBody(Protocol):
+    """A request body the transport can hand over whole, straight from its socket (an HTTP
+    PATCH with a ``Content-Length``), so a local file can be filled with ``splice(2)``."""
+
+    length: int
+    """Bytes in the body."""
+
+    async def splice_to(self, fd: int, offset: int) -> None:
+        """Writes the body into ``fd`` at ``offset`` without passing it through Python; stops
+        early (raising ``ConnectionError``) when the client goes away."""
+        ...
+
+
+@runtime_checkable
+class SpliceWriter(Protocol):
+    """An :class:`UploadWriter` that can take a :class:`SocketBody` zero-copy (fs)."""
+
+    async def write_body(self, body: SocketBody) -> None:
+        """Appends the whole body (after size and quota checks, as :meth:`write`)."""
         ...
 
 
@@ -264,16 +302,123 @@ class VolumeBackend(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class QuotaGuard:
-    """Counts an upload's bytes against a folder quota."""
+@dataclass(slots=True)
+class _FolderAccount:
+    used: int
+    """Bytes in the folder's finished files: scanned when the first upload opened, then moved
+    by every commit made through the ledger."""
+    reserved: dict[int, int] = field(default_factory=dict)
+    """Reservation id -> bytes that upload may still publish."""
 
-    quota: int
-    """Quota in bytes; 0 = none."""
-    base: int
-    """Folder usage without the file the upload replaces."""
 
-    def check(self, upload_size: int) -> None:
-        """Raises QUOTA_EXCEEDED when an upload of ``upload_size`` bytes would not fit."""
-        if self.quota and self.base + upload_size > self.quota:
-            raise errors.quota_exceeded(self.quota, self.base + upload_size)
+class QuotaLedger:
+    """Per-folder quota accounting of the uploads in flight in this process.
+
+    Without it, two concurrent uploads each compare the folder's usage on disk with the quota,
+    both fit, and together they exceed it. Here every open upload holds a reservation (its
+    declared size, or the bytes received so far when the size is unknown) and every check counts
+    the folder's finished bytes plus all other reservations, in one step of the event loop, so
+    check-and-reserve is atomic. A commit turns a reservation into used bytes in the same step.
+
+    The folder's usage is scanned when its first upload opens and reused while any upload of
+    it is open (a delete during that time is seen once they all finish: the ledger errs on the
+    side of refusing). Atomic within one proxy process; two proxies sharing a volume do not
+    see each other's reservations.
+    """
+
+    def __init__(self) -> None:
+        self._accounts: dict[UUID, _FolderAccount] = {}
+        self._scanning: dict[UUID, asyncio.Lock] = {}
+        self._ids = itertools.count(1)
+
+    async def reserve(
+        self,
+        folder: UUID,
+        quota: int,
+        *,
+        replaced: int,
+        amount: int,
+        scan: Callable[[], Awaitable[int]],
+    ) -> QuotaReservation:
+        """Reserves ``amount`` bytes for an upload replacing a file of ``replaced`` bytes.
+
+        ``scan`` measures the folder's finished bytes; it runs only when no upload of the
+        folder is open. Raises QUOTA_EXCEEDED (reserving nothing) when it does not fit.
+        """
+        if not quota:
+            return QuotaReservation(self, folder, 0, replaced, 0)
+        lock = self._scanning.setdefault(folder, asyncio.Lock())
+        async with lock:  # one scan per folder at a time
+            if folder not in self._accounts:
+                used = await scan()
+                # keep an account that appeared meanwhile (it may hold reservations already)
+                self._accounts.setdefault(folder, _FolderAccount(used=used))
+        account = self._accounts[folder]  # no await since: registering below is atomic
+        reservation = QuotaReservation(self, folder, quota, replaced, next(self._ids))
+        account.reserved[reservation.id] = 0
+        try:
+            reservation.grow(amount)
+        except BaseException:
+            reservation.release()
+            raise
+        return reservation
+
+    def _account(self, folder: UUID) -> _FolderAccount | None:
+        return self._accounts.get(folder)
+
+    def _drop(self, folder: UUID, reservation_id: int) -> None:
+        account = self._accounts.get(folder)
+        if account is None:
+            return
+        account.reserved.pop(reservation_id, None)
+        if not account.reserved:
+            del self._accounts[folder]
+            lock = self._scanning.get(folder)
+            if lock is not None and not lock.locked():
+                del self._scanning[folder]
+
+    def reserved_bytes(self, folder: UUID) -> int:
+        """Bytes reserved by the folder's open uploads (for tests and diagnostics)."""
+        account = self._accounts.get(folder)
+        return sum(account.reserved.values()) if account else 0
+
+
+class QuotaReservation:
+    """One upload's share of a folder's quota (see :class:`QuotaLedger`); id 0 = no quota."""
+
+    def __init__(
+        self, ledger: QuotaLedger, folder: UUID, quota: int, replaced: int, reservation_id: int
+    ) -> None:
+        self._ledger = ledger
+        self._folder = folder
+        self.quota = quota
+        self._replaced = replaced
+        self.id = reservation_id
+        self.amount = 0
+        self._released = False
+
+    def grow(self, amount: int) -> None:
+        """Makes sure ``amount`` bytes are reserved; QUOTA_EXCEEDED when they do not fit."""
+        if amount <= self.amount or not self.quota:
+            return
+        account = self._ledger._account(self._folder)
+        if account is None or self._released:
+            raise RuntimeError("quota reservation used after release")
+        others = sum(v for k, v in account.reserved.items() if k != self.id)
+        need = account.used - self._replaced + others + amount
+        if need > self.quota:
+            raise errors.quota_exceeded(self.quota, need)
+        account.reserved[self.id] = self.amount = amount
+
+    def commit(self, size: int) -> None:
+        """The upload was published with ``size`` bytes: count them as used, then release."""
+        account = self._ledger._account(self._folder)
+        if self.quota and not self._released and account is not None:
+            account.used += size - self._replaced
+        self.release()
+
+    def release(self) -> None:
+        """Gives the reservation back (idempotent)."""
+        if self.quota and not self._released:
+            self._ledger._drop(self._folder, self.id)
+        self._released = True

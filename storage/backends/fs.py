@@ -35,18 +35,23 @@ from bai.storage.backends.base import (
     FileType,
     FolderUsage,
     Parts,
-    QuotaGuard,
+    QuotaLedger,
+    QuotaReservation,
     ReadStream,
+    SocketBody,
     VolumeUsage,
     join_path,
 )
+from bai.storage.backends.fs_owner import DEFAULT_OWNER, Ownership
 from bai.storage.backends.fs_walk import DIR_FLAGS as _DIR_FLAGS
 from bai.storage.backends.fs_walk import Walker as _Walker
 from bai.storage.backends.fs_walk import lstat as _lstat
 
 __all__ = ["FsVolume"]
 
-_WRITE_BUFFER = 1 << 20
+_WRITE_BUFFER = 8 << 20
+"""Bytes an upload gathers before handing them to a writer thread in one ``pwritev``."""
+_IOV_MAX = 1024
 
 
 def _entry(parts: Parts, st: os.stat_result) -> FileEntry:
@@ -74,19 +79,26 @@ class FsVolume:
     mountable = True
     capabilities = frozenset({"vfolder", "quota", "fast-fs-size"})
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, owner: str = DEFAULT_OWNER) -> None:
         self.root = Path(root).absolute()
+        self.owner = Ownership.parse(owner)
+        self.quota_ledger = QuotaLedger()
         self._meta = self.root / ".bai" / "meta"
         self._uploads = self.root / ".bai" / "uploads"
         self._tmp = self.root / ".bai" / "tmp"
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> FsVolume:
-        """Builds the backend from its config table: ``path`` (required)."""
+        """Builds the backend from its config table: ``path`` (required) and ``owner``
+        (``"uid:gid"`` of new directories and files in folders; default ``"1000:1000"``, the
+        kernel user: see :mod:`bai.storage.backends.fs_owner`)."""
         path = options.get("path")
         if not isinstance(path, str) or not path:
             raise ValueError("fs volume needs a 'path' option")
-        return cls(path)
+        owner = options.get("owner", DEFAULT_OWNER)
+        if not isinstance(owner, str):
+            raise ValueError("fs volume option 'owner' must be a 'uid:gid' string")
+        return cls(path, owner)
 
     # lifecycle ---------------------------------------------------------------------------
 
@@ -122,10 +134,13 @@ class FsVolume:
     async def create_folder(self, folder: UUID) -> None:
         path = self._folder_dir(folder)
         path.parent.mkdir(parents=True, exist_ok=True)
+        parent_fd = os.open(path.parent, _DIR_FLAGS)
         try:
-            path.mkdir(mode=0o755)
+            self.owner.mkdir(path.name, parent_fd)  # the kernel user may write at the root
         except FileExistsError:
             raise errors.folder_exists(str(folder)) from None
+        finally:
+            os.close(parent_fd)
 
     async def delete_folder(self, folder: UUID) -> None:
         path = self._folder_dir(folder)
@@ -148,6 +163,7 @@ class FsVolume:
         staging = self._tmp / f"clone-{uuid.uuid4().hex}"
         # symlinks=True copies links as links: a clone never reads through them.
         await asyncio.to_thread(shutil.copytree, src, staging, symlinks=True)
+        await asyncio.to_thread(self.owner.apply_tree, str(staging))
         dst.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.rename(staging, dst)
@@ -183,7 +199,7 @@ class FsVolume:
     # files -------------------------------------------------------------------------------
 
     def _walker(self, folder: UUID, parts: Parts) -> _Walker:
-        return _Walker(self._open_root(folder), join_path(parts))
+        return _Walker(self._open_root(folder), join_path(parts), self.owner.mkdir)
 
     async def stat(self, folder: UUID, path: Parts) -> FileEntry:
         return await asyncio.to_thread(self._stat, folder, path)
@@ -240,7 +256,7 @@ class FsVolume:
             fd, name, _ = walker.parent(path, follow=False, mkdirs=parents)
             try:
                 try:
-                    os.mkdir(name, 0o755, dir_fd=fd)
+                    self.owner.mkdir(name, fd)
                 except FileExistsError:
                     st = _lstat(name, fd)
                     if not (exist_ok and st is not None and stat.S_ISDIR(st.st_mode)):
@@ -261,7 +277,7 @@ class FsVolume:
         if dst[: len(src)] == src:
             raise errors.invalid_path(join_path(dst), "a directory cannot move into itself")
         walker = self._walker(folder, src)
-        dst_walker = _Walker(walker.root_fd, join_path(dst))
+        dst_walker = _Walker(walker.root_fd, join_path(dst), self.owner.mkdir)
         try:
             src_fd, src_name, _ = walker.parent(src, follow=False)
             try:
@@ -345,19 +361,36 @@ class FsVolume:
     async def open_upload(
         self, folder: UUID, path: Parts, *, offset: int, total_size: int
     ) -> _FsUpload:
-        return await asyncio.to_thread(self._open_upload, folder, path, offset, total_size)
+        upload, replaced, limit = await asyncio.to_thread(self._open_upload, folder, path, offset)
+        try:
+            # check-and-reserve in one event-loop step: concurrent uploads cannot both fit
+            reservation = await self.quota_ledger.reserve(
+                folder,
+                limit,
+                replaced=replaced,
+                amount=total_size or offset,
+                scan=lambda: self._used_bytes(folder),
+            )
+        except errors.ResourceExhausted:
+            upload.discard_now()
+            raise
+        except BaseException:
+            upload.close()
+            raise
+        upload.start(reservation, total_size)
+        return upload
 
-    def _open_upload(self, folder: UUID, path: Parts, offset: int, total: int) -> _FsUpload:
+    async def _used_bytes(self, folder: UUID) -> int:
+        return (await self.folder_usage(folder)).used_bytes
+
+    def _open_upload(self, folder: UUID, path: Parts, offset: int) -> tuple[_FsUpload, int, int]:
+        """Opens the partial file at ``offset``; also returns (replaced size, quota)."""
         walker = self._walker(folder, path)
         try:
             replaced = self._existing_size(walker, path)
-            quota = QuotaGuard(0, 0)
-            limit = self._read_quota(folder)
-            if limit:
-                used, _ = _scan_usage(walker.root_fd)
-                quota = QuotaGuard(limit, used - replaced)
         finally:
             os.close(walker.root_fd)
+        limit = self._read_quota(folder)
         directory, name = self._partial(folder, path)
         directory.mkdir(parents=True, exist_ok=True)
         dir_fd = os.open(directory, _DIR_FLAGS)
@@ -367,21 +400,19 @@ class FsVolume:
         except BaseException:
             os.close(dir_fd)
             raise
-        upload = _FsUpload(self, folder, path, dir_fd, name, fd, quota, total)
-        size = os.fstat(fd).st_size
-        if offset == 0 and size:
-            os.ftruncate(fd, 0)
-        elif offset != size:
+        upload = _FsUpload(self, folder, path, dir_fd, name, fd)
+        try:
+            self.owner.apply(fd, directory=False)  # published as the kernel user's file
+            size = os.fstat(fd).st_size
+            if offset == 0 and size:
+                os.ftruncate(fd, 0)
+            elif offset != size:
+                raise errors.upload_offset_mismatch(offset, size)
+        except BaseException:
             upload.close()
-            raise errors.upload_offset_mismatch(offset, size)
+            raise
         upload.resume_at(offset)
-        if total:
-            try:
-                quota.check(total)
-            except errors.ResourceExhausted:
-                upload.discard_now()
-                raise
-        return upload
+        return upload, replaced, limit
 
     def _read_quota(self, folder: UUID) -> int:
         try:
@@ -463,6 +494,9 @@ class _FdStream:
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._chunks()
 
+    def file_region(self) -> tuple[int, int, int]:
+        return self._fd, self._pos, self._end
+
     async def _chunks(self) -> AsyncIterator[bytes]:
         try:
             while self._pos < self._end and self._fd >= 0:
@@ -481,11 +515,18 @@ class _FdStream:
             self._fd = -1
 
 
-def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(fd, view, offset)
-        view, offset = view[written:], offset + written
+def _pwritev_all(fd: int, chunks: list[bytes], offset: int) -> None:
+    """Writes ``chunks`` back to back at ``offset`` (no joining copy), retrying short writes."""
+    views = [memoryview(c) for c in chunks]
+    first = 0
+    while first < len(views):
+        written = os.pwritev(fd, views[first : first + _IOV_MAX], offset)
+        offset += written
+        while first < len(views) and written >= len(views[first]):
+            written -= len(views[first])
+            first += 1
+        if written:
+            views[first] = views[first][written:]
 
 
 def _scan_usage(root_fd: int) -> tuple[int, int]:
@@ -512,18 +553,19 @@ def _scan_usage(root_fd: int) -> tuple[int, int]:
 
 
 class _FsUpload:
-    """A partial upload file under ``.bai/uploads``; published by an atomic rename."""
+    """A partial upload file under ``.bai/uploads``; published by an atomic rename.
+
+    HTTP PATCH bodies arrive through :meth:`write_body` (``splice(2)``, zero-copy). The chunk
+    path (gRPC ``UploadFile``, other bodies): :meth:`write` only appends the caller's bytes
+    objects to a list (no copy); every :data:`_WRITE_BUFFER` bytes the list goes to a worker
+    thread as one ``pwritev`` while the next one fills, so receiving and writing overlap and
+    at most two buffers are held (backpressure: ``write`` waits for the previous ``pwritev``).
+    Nothing is hashed and nothing is fsynced per chunk: bytes written are in the page cache, which
+    survives a kill of the proxy; :meth:`commit` fsyncs once before the rename.
+    """
 
     def __init__(
-        self,
-        volume: FsVolume,
-        folder: UUID,
-        path: Parts,
-        dir_fd: int,
-        name: str,
-        fd: int,
-        quota: QuotaGuard,
-        total: int,
+        self, volume: FsVolume, folder: UUID, path: Parts, dir_fd: int, name: str, fd: int
     ) -> None:
         self._volume = volume
         self._folder = folder
@@ -531,9 +573,11 @@ class _FsUpload:
         self._dir_fd = dir_fd
         self._name = name
         self._fd = fd
-        self._quota = quota
-        self._total = total
-        self._buffer = bytearray()
+        self._quota: QuotaReservation | None = None
+        self._total = 0
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._writing: asyncio.Future[None] | None = None
         self._written = 0
         self.offset = 0
 
@@ -541,60 +585,112 @@ class _FsUpload:
         """Continues after the first ``offset`` bytes already in the partial file."""
         self.offset = self._written = offset
 
+    def start(self, reservation: QuotaReservation, total: int) -> None:
+        """Arms the writer with its quota reservation and declared size (0 = unknown)."""
+        self._quota, self._total = reservation, total
+
     async def write(self, data: bytes) -> None:
         if not data:
             return
         end = self.offset + len(data)
         if self._total and end > self._total:
             raise errors.upload_size_mismatch(self._total, end)
-        try:
-            self._quota.check(end)
-        except errors.ResourceExhausted:
-            self.discard_now()
-            raise
-        self._buffer += data
+        if self._quota is not None:
+            try:
+                self._quota.grow(end)
+            except errors.ResourceExhausted:
+                await self.discard()
+                raise
+        self._pending.append(data)
+        self._pending_bytes += len(data)
         self.offset = end
-        if len(self._buffer) >= _WRITE_BUFFER:  # fewer, larger writes off the event loop
-            await self.flush()
+        if self._pending_bytes >= _WRITE_BUFFER:
+            await self._hand_off()
+
+    async def write_body(self, body: SocketBody) -> None:
+        """The zero-copy path of an HTTP PATCH: the kernel moves the body from the socket into
+        the partial file (``splice(2)``); what arrived counts even when the client leaves."""
+        end = self.offset + body.length
+        if self._total and end > self._total:
+            raise errors.upload_size_mismatch(self._total, end)
+        if self._quota is not None:
+            try:
+                self._quota.grow(end)
+            except errors.ResourceExhausted:
+                await self.discard()
+                raise
+        await self.flush()
+        try:
+            await body.splice_to(self._fd, self.offset)
+        finally:  # the file itself says how far the body got
+            self.offset = self._written = os.fstat(self._fd).st_size
+        if self.offset < end:
+            raise ConnectionResetError(f"the body ended after {self.offset} of {end} bytes")
+
+    async def _wait_writing(self) -> None:
+        if self._writing is not None:
+            # shielded: a cancelled caller must not cancel (or lose track of) a running pwritev
+            await asyncio.shield(self._writing)
+            self._writing = None
+
+    async def _hand_off(self) -> None:
+        await self._wait_writing()
+        if not self._pending or self._fd < 0:
+            return
+        chunks, at = self._pending, self._written
+        self._pending, self._pending_bytes = [], 0
+        self._written += sum(len(c) for c in chunks)
+        loop = asyncio.get_running_loop()
+        self._writing = loop.run_in_executor(None, _pwritev_all, self._fd, chunks, at)
 
     async def flush(self) -> None:
-        # pwrite() data is in the page cache: it survives the proxy being killed
-        if self._buffer and self._fd >= 0:
-            await asyncio.to_thread(_pwrite_all, self._fd, bytes(self._buffer), self._written)
-            self._written += len(self._buffer)
-            self._buffer.clear()
+        await self._hand_off()
+        await self._wait_writing()
 
     async def commit(self) -> FileEntry:
         try:
             await self.flush()
-            return await asyncio.to_thread(
+            await asyncio.to_thread(os.fsync, self._fd)  # once, before the file becomes visible
+            entry = await asyncio.to_thread(
                 self._volume.publish, self._folder, self._path, self._dir_fd, self._name
             )
+            if self._quota is not None:
+                self._quota.commit(entry.size)
+            return entry
         finally:
             self.close()
 
     async def suspend(self) -> None:
-        # synchronously: a cancelled caller must not close the file under a pending write
         try:
-            if self._buffer and self._fd >= 0:
-                _pwrite_all(self._fd, bytes(self._buffer), self._written)
-                self._written += len(self._buffer)
-                self._buffer.clear()
+            await self.flush()
         finally:
             self.close()
 
     async def discard(self) -> None:
+        self._pending, self._pending_bytes = [], 0
+        if self._writing is not None:
+            with contextlib.suppress(OSError):  # the bytes are being thrown away anyway
+                await asyncio.shield(self._writing)
+            self._writing = None
         self.discard_now()
 
     def discard_now(self) -> None:
-        self._buffer.clear()
-        if self._fd < 0:
-            return
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._name, dir_fd=self._dir_fd)
+        self._pending, self._pending_bytes = [], 0
+        if self._fd >= 0:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._name, dir_fd=self._dir_fd)
         self.close()
 
     def close(self) -> None:
+        if self._quota is not None:
+            self._quota.release()
+        if self._writing is not None and not self._writing.done():
+            # never close the descriptor under a running pwritev (it could be reused)
+            self._writing.add_done_callback(lambda _: self._close_fds())
+            return
+        self._close_fds()
+
+    def _close_fds(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
             os.close(self._dir_fd)

@@ -13,7 +13,7 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from bai.storage import errors
 from bai.storage.backends.base import Parts
@@ -34,6 +34,10 @@ def lstat(name: str, dir_fd: int) -> os.stat_result | None:
         return None
 
 
+def _mkdir(name: str, dir_fd: int) -> None:
+    os.mkdir(name, 0o755, dir_fd=dir_fd)
+
+
 def _normalize(parts: Sequence[str], display: str) -> list[str]:
     """Lexically applies ``.``/``..`` to names that hold no symlinks."""
     out: list[str] = []
@@ -52,9 +56,12 @@ def _normalize(parts: Sequence[str], display: str) -> list[str]:
 class Walker:
     """Resolves paths beneath one open folder root descriptor (see the module docstring)."""
 
-    def __init__(self, root_fd: int, display: str) -> None:
+    def __init__(
+        self, root_fd: int, display: str, make_dir: Callable[[str, int], None] | None = None
+    ) -> None:
         self.root_fd = root_fd
         self.display = display
+        self._make_dir = make_dir or _mkdir
 
     def walk_dir(self, parts: Sequence[str], *, mkdirs: bool = False) -> tuple[int, list[str]]:
         """Opens the directory at ``parts``; returns its fd and its symlink-free path."""
@@ -79,7 +86,7 @@ class Walker:
                     if not mkdirs:
                         raise errors.file_not_found(self.display) from None
                     with contextlib.suppress(FileExistsError):
-                        os.mkdir(name, 0o755, dir_fd=stack[-1])
+                        self._make_dir(name, stack[-1])
                     todo.insert(0, name)
                     continue
                 except OSError as exc:

@@ -37,7 +37,8 @@ from bai.storage.backends.base import (
     FileType,
     FolderUsage,
     Parts,
-    QuotaGuard,
+    QuotaLedger,
+    QuotaReservation,
     ReadStream,
     VolumeUsage,
     join_path,
@@ -138,6 +139,7 @@ class ObjectVolume:
         self.kind = store.kind
         self.prefix = prefix
         self.segment_bytes = max(segment_bytes, store.min_part_size)
+        self.quota_ledger = QuotaLedger()
 
     async def start(self) -> None:
         await self.store.start()
@@ -391,10 +393,6 @@ class ObjectVolume:
         if existing is not None and existing.type is FileType.DIRECTORY:
             raise errors.is_a_directory(display)
         await self._check_parents(folder, path, display)
-        quota = QuotaGuard(0, 0)
-        if limit := int(meta.get("quota_bytes", 0)):
-            usage = await self._usage(folder)
-            quota = QuotaGuard(limit, usage.used_bytes - (existing.size if existing else 0))
         chain, stray = await self._segments(folder, path)
         held = sum(s.size for s in chain)
         if offset == 0:
@@ -404,14 +402,23 @@ class ObjectVolume:
             raise errors.upload_offset_mismatch(offset, held)
         if stray:
             await self.store.delete(stray)
-        upload = _ObjectUpload(self, folder, path, chain, quota, total_size)
-        if total_size:
-            try:
-                quota.check(total_size)
-            except errors.ResourceExhausted:
-                await upload.discard()
-                raise
+        upload = _ObjectUpload(self, folder, path, chain, total_size)
+        try:
+            # check-and-reserve in one event-loop step: concurrent uploads cannot both fit
+            upload.quota = await self.quota_ledger.reserve(
+                folder,
+                int(meta.get("quota_bytes", 0)),
+                replaced=existing.size if existing else 0,
+                amount=total_size or offset,
+                scan=lambda: self._used_bytes(folder),
+            )
+        except errors.ResourceExhausted:
+            await upload.discard()
+            raise
         return upload
+
+    async def _used_bytes(self, folder: UUID) -> int:
+        return (await self._usage(folder)).used_bytes
 
     async def open_read(
         self, folder: UUID, path: Parts, *, offset: int, length: int | None
@@ -448,7 +455,6 @@ class _ObjectUpload:
         folder: UUID,
         path: Parts,
         chain: list[ObjectInfo],
-        quota: QuotaGuard,
         total: int,
     ) -> None:
         self._volume = volume
@@ -457,7 +463,7 @@ class _ObjectUpload:
         self._path = path
         self._prefix = volume._segments_prefix(folder, path)
         self._chain = chain
-        self._quota = quota
+        self.quota: QuotaReservation | None = None
         self._total = total
         self._buffer = bytearray()
         self.offset = sum(s.size for s in chain)
@@ -467,7 +473,8 @@ class _ObjectUpload:
         if self._total and end > self._total:
             raise errors.upload_size_mismatch(self._total, end)
         try:
-            self._quota.check(end)
+            if self.quota is not None:
+                self.quota.grow(end)
         except errors.ResourceExhausted:
             await self.discard()
             raise
@@ -495,20 +502,36 @@ class _ObjectUpload:
         self._buffer.clear()
 
     async def commit(self) -> FileEntry:
-        await self.flush()
-        key = self._volume._key(self._folder, self._path)
-        if self._chain:
-            await self._store.concat(key, self._chain)
-            await self._store.delete([s.key for s in self._chain])
-        else:
-            await self._store.put(key, b"")
-        self._chain = []
-        return await self._volume.stat(self._folder, self._path)
+        try:
+            await self.flush()
+            key = self._volume._key(self._folder, self._path)
+            if self._chain:
+                await self._store.concat(key, self._chain)
+                await self._store.delete([s.key for s in self._chain])
+            else:
+                await self._store.put(key, b"")
+            self._chain = []
+            entry = await self._volume.stat(self._folder, self._path)
+            if self.quota is not None:
+                self.quota.commit(entry.size)
+            return entry
+        finally:
+            self._release()
 
     async def suspend(self) -> None:
-        await self.flush()
+        try:
+            await self.flush()
+        finally:
+            self._release()
 
     async def discard(self) -> None:
         self._buffer.clear()
-        await self._store.delete([s.key for s in self._chain])
-        self._chain = []
+        try:
+            await self._store.delete([s.key for s in self._chain])
+            self._chain = []
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self.quota is not None:
+            self.quota.release()

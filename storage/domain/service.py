@@ -24,6 +24,8 @@ from bai.storage.backends.base import (
     FileEntry,
     FolderUsage,
     ReadStream,
+    SocketBody,
+    SpliceWriter,
     UploadWriter,
     VolumeBackend,
     VolumeUsage,
@@ -272,13 +274,16 @@ class StorageService:
         total_size: int,
         chunks: AsyncIterator[bytes],
         end_of_file: Callable[[], bool] = lambda: True,
+        socket_body: SocketBody | None = None,
     ) -> UploadResult:
         """Appends ``chunks`` at ``offset`` to the partial upload of ``path``.
 
         Publishes the file once ``total_size`` bytes are there or, when that is 0 (unknown),
         when ``chunks`` ends and ``end_of_file()`` says the client declared the end. Otherwise
         the bytes are kept for a resume (``complete=False``). When ``chunks`` raises (the client
-        went away), they are kept too and the error propagates.
+        went away), they are kept too and the error propagates. ``socket_body`` is the same
+        body offered whole: a backend that can splice it from the socket (fs) takes it instead
+        of iterating ``chunks``.
         """
         if offset < 0 or total_size < 0:
             raise InvalidArgument("offset and size must not be negative", reason="INVALID_RANGE")
@@ -287,7 +292,7 @@ class StorageService:
             raise errors.is_a_directory("")
         with self._exclusive(volume, folder, join_path(parts)):
             writer = await backend.open_upload(folder, parts, offset=offset, total_size=total_size)
-            await self._receive(writer, chunks)
+            await self._receive(writer, chunks, socket_body)
             done = writer.offset == total_size if total_size else end_of_file()
             if not done:
                 await asyncio.shield(writer.suspend())
@@ -299,8 +304,13 @@ class StorageService:
         return UploadResult(complete=True, offset=entry.size, entry=entry)
 
     @staticmethod
-    async def _receive(writer: UploadWriter, chunks: AsyncIterator[bytes]) -> None:
+    async def _receive(
+        writer: UploadWriter, chunks: AsyncIterator[bytes], socket_body: SocketBody | None
+    ) -> None:
         try:
+            if socket_body is not None and isinstance(writer, SpliceWriter):
+                await writer.write_body(socket_body)
+                return
             async for chunk in chunks:
                 await writer.write(chunk)
         except errors.ResourceExhausted:

@@ -5,6 +5,7 @@ Each test runs once per backend against the real server, in new folders on a sha
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import uuid
@@ -276,6 +277,47 @@ async def test_usage_and_quota(backend: VolumeBackend) -> None:
     await put(backend, folder, "a", b"x" * 800)
     await backend.set_quota(folder, 0)
     await put(backend, folder, "huge", b"h" * 5000)
+
+
+async def test_concurrent_uploads_cannot_both_pass_the_quota(backend: VolumeBackend) -> None:
+    folder = await new_folder(backend)
+    await backend.set_quota(folder, 1000)
+    await put(backend, folder, "old.bin", b"o" * 200)  # 800 bytes left
+    # two uploads of 500 declared bytes, opened at the same time: each fits alone, not both
+    opened = await asyncio.gather(
+        backend.open_upload(folder, P("a.bin"), offset=0, total_size=500),
+        backend.open_upload(folder, P("b.bin"), offset=0, total_size=500),
+        return_exceptions=True,
+    )
+    writers = [w for w in opened if not isinstance(w, BaseException)]
+    refused = [e for e in opened if isinstance(e, BaseException)]
+    assert len(writers) == 1 and len(refused) == 1, opened
+    assert isinstance(refused[0], common_errors.ResourceExhausted)
+    assert refused[0].reason == "QUOTA_EXCEEDED"
+    await writers[0].write(b"w" * 500)
+    winner = (await writers[0].commit()).name  # 700 used, 300 left
+    # unknown sizes: bytes are reserved as they arrive, so the second writer is the one refused
+    first = await backend.open_upload(folder, P("c.bin"), offset=0, total_size=0)
+    second = await backend.open_upload(folder, P("d.bin"), offset=0, total_size=0)
+    await first.write(b"c" * 200)
+    with pytest.raises(common_errors.ResourceExhausted) as exc:
+        await second.write(b"d" * 200)  # 700 + 200 reserved + 200 > 1000
+    assert reason(exc) == "QUOTA_EXCEEDED"
+    await first.commit()
+    usage = await backend.folder_usage(folder)
+    assert (usage.used_bytes, usage.file_count) == (900, 3)
+    loser = "b.bin" if winner == "a.bin" else "a.bin"
+    for name in (loser, "d.bin"):  # nothing of the refused uploads is visible or held
+        assert await backend.upload_offset(folder, P(name)) == 0
+    assert [e.name for e in await backend.list_dir(folder, ())] == sorted(
+        [winner, "c.bin", "old.bin"]
+    )
+    ledger = getattr(backend, "quota_ledger")  # noqa: B009 - fs and object volumes have one
+    assert ledger.reserved_bytes(folder) == 0  # every reservation was given back
+    # a commit moved the ledger's count: a later upload sees the committed bytes
+    with pytest.raises(common_errors.ResourceExhausted):
+        await backend.open_upload(folder, P("e.bin"), offset=0, total_size=101)
+    await put(backend, folder, "e.bin", b"e" * 100)
 
 
 @pytest.mark.parametrize("bad", ["../x", "a/../../x", "/etc/passwd", "..", "a\x00b"])

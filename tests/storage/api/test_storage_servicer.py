@@ -111,11 +111,12 @@ async def test_upload_stream_then_download_stream(stub: pb_grpc.StorageServiceSt
 
 async def test_resume_an_interrupted_upload_stream(stub: pb_grpc.StorageServiceStub) -> None:
     folder_id = await folder(stub)
-    data = os.urandom(3 << 20)
+    data = os.urandom(10 << 20)
     sent = asyncio.Event()
+    first = [data[: 4 << 20], data[4 << 20 : 8 << 20]]  # fs volumes write 8 MiB through at once
 
     async def interrupted() -> AsyncIterator[pb.UploadFileRequest]:
-        for message in upload_messages(folder_id, "r.bin", [data[: 1 << 20]], total=len(data)):
+        for message in upload_messages(folder_id, "r.bin", first, total=len(data)):
             yield message
         sent.set()
         await asyncio.sleep(3600)  # the client stalls; then it is cancelled
@@ -134,15 +135,15 @@ async def test_resume_an_interrupted_upload_stream(stub: pb_grpc.StorageServiceS
         await asyncio.sleep(0.01)
     assert error_info(exc.value).reason == "UPLOAD_IN_PROGRESS"
     req = pb.GetUploadOffsetRequest(volume="local", folder_id=folder_id, path="r.bin")
-    for _ in range(200):  # fs volumes write chunks of 1 MiB and more through at once
+    for _ in range(200):
         offset = (await stub.GetUploadOffset(req, metadata=MD, timeout=T)).offset
-        if offset == 1 << 20:
+        if offset == 8 << 20:
             break
         await asyncio.sleep(0.01)
-    assert offset == 1 << 20
+    assert offset == 8 << 20
     call.cancel()  # the client goes away: what the proxy received is kept
     await asyncio.sleep(0.1)
-    assert (await stub.GetUploadOffset(req, metadata=MD, timeout=T)).offset == 1 << 20
+    assert (await stub.GetUploadOffset(req, metadata=MD, timeout=T)).offset == 8 << 20
     # a wrong offset is refused with the right one in the details
     with pytest.raises(grpc.aio.AioRpcError) as exc:
         await stub.UploadFile(
@@ -153,13 +154,13 @@ async def test_resume_an_interrupted_upload_stream(stub: pb_grpc.StorageServiceS
     assert (info.reason, info.metadata["offset"]) == ("UPLOAD_OFFSET_MISMATCH", str(offset))
     # resume in two calls: one that stops short of the total, then the rest
     resp = await stub.UploadFile(
-        upload_messages(folder_id, "r.bin", [data[offset : 2 << 20]], offset, len(data)),
+        upload_messages(folder_id, "r.bin", [data[offset : 9 << 20]], offset, len(data)),
         metadata=MD,
         timeout=T,
     )
-    assert (resp.complete, resp.offset) == (False, 2 << 20)
+    assert (resp.complete, resp.offset) == (False, 9 << 20)
     resp = await stub.UploadFile(
-        upload_messages(folder_id, "r.bin", [data[2 << 20 :]], 2 << 20, len(data)),
+        upload_messages(folder_id, "r.bin", [data[9 << 20 :]], 9 << 20, len(data)),
         metadata=MD,
         timeout=T,
     )
@@ -394,3 +395,28 @@ async def test_a_cancelled_stream_of_unknown_size_publishes_nothing(
 
         await stub.UploadFile(after_finish(), metadata=MD, timeout=T)
     assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_two_concurrent_uploads_cannot_overrun_the_quota(
+    stub: pb_grpc.StorageServiceStub,
+) -> None:
+    folder_id = await folder(stub, quota=1 << 20)
+    size = 600 << 10  # each fits alone; both would not
+
+    async def upload(path: str) -> pb.UploadFileResponse:
+        messages = upload_messages(
+            folder_id, path, [os.urandom(size // 2), os.urandom(size // 2)], total=size
+        )
+        return await stub.UploadFile(messages, metadata=MD, timeout=T)
+
+    results = await asyncio.gather(upload("one.bin"), upload("two.bin"), return_exceptions=True)
+    done = [r for r in results if isinstance(r, pb.UploadFileResponse)]
+    refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert len(done) == 1 and len(refused) == 1, results
+    assert done[0].complete and done[0].file.size_bytes == size
+    assert refused[0].code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error_info(refused[0]).reason == "QUOTA_EXCEEDED"
+    usage = await stub.GetFolderUsage(
+        pb.GetFolderUsageRequest(volume="local", folder_id=folder_id), metadata=MD, timeout=T
+    )
+    assert (usage.used_bytes, usage.file_count) == (size, 1)

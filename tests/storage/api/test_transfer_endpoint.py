@@ -306,3 +306,50 @@ async def test_download_through_an_in_folder_symlink(proxy: RunningProxy) -> Non
         )
         got = await http.get(durl, params={"token": dtoken})
         assert got.content == b"hello" and got.headers["Content-Length"] == "5"
+
+
+async def test_a_client_that_leaves_mid_patch_keeps_what_it_sent(proxy: RunningProxy) -> None:
+    # PATCH bodies go socket -> file with splice(2): a body cut short must still count, and
+    # the next PATCH (on a new connection: a spliced one is closed) continues from there
+    folder_id = str(uuid.uuid4())
+    data = os.urandom(3 << 20)
+    url, token = await grant(
+        proxy.grpc_port, folder_id, "cut.bin", pb.TRANSFER_OPERATION_UPLOAD, len(data), True
+    )
+    sent = 1 << 20
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.transfer_port)
+    writer.write(
+        (
+            f"PATCH /upload?token={token} HTTP/1.1\r\nHost: x\r\n"
+            f"Content-Type: {TUS['Content-Type']}\r\nTus-Resumable: 1.0.0\r\n"
+            f"Upload-Offset: 0\r\nContent-Length: {len(data)}\r\n\r\n"
+        ).encode()
+        + data[:sent]
+    )
+    await writer.drain()
+    async with httpx.AsyncClient(timeout=T) as http:
+        for _ in range(500):  # the proxy writes what arrives, while the request is still open
+            held = int((await http.head(url, params={"token": token})).headers["Upload-Offset"])
+            if held == sent:
+                break
+            await asyncio.sleep(0.01)
+        assert held == sent
+        writer.close()  # the client goes away mid-body
+        await writer.wait_closed()
+        assert await reader.read() == b""  # no response: the request never completed
+        for _ in range(500):
+            head = await http.head(url, params={"token": token})
+            if int(head.headers["Upload-Offset"]) == sent:
+                break
+            await asyncio.sleep(0.01)
+        resp = await http.patch(
+            url,
+            params={"token": token},
+            headers={**TUS, "Upload-Offset": str(sent)},
+            content=data[sent:],
+        )
+        assert resp.status_code == 204, resp.text
+        assert resp.headers["Upload-Offset"] == str(len(data))
+        assert resp.headers.get("Connection", "").lower() == "close"
+        durl, dtoken = await grant(proxy.grpc_port, folder_id, "cut.bin", 2)
+        assert (await http.get(durl, params={"token": dtoken})).content == data
