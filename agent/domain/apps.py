@@ -1,5 +1,12 @@
 """Apps (services) inside a kernel: what to run for each, and how to know it answers.
 
+Built-in apps: Jupyter Notebook, ttyd (web terminal) and sshd (dropbear), each binding its Unix
+socket itself. Any other app must be declared in the image's ``ai.backend.service-ports``
+label (Backend.AI's ``name:protocol:port`` list, e.g. ``myapp:http:8000``) and defined by
+``/etc/backend.ai/service-defs/<name>.json`` in the image (Backend.AI's service definition:
+``command`` with ``{ports[0]}``, optional ``env``). Such an app listens on its TCP port inside
+the kernel's own network namespace; the runner relays ``/run/bai/<name>.sock`` to that port.
+
 An app listens on a Unix socket in the kernel's scratch dir (``/run/bai/<app>.sock`` in the
 container, ``<scratch dir>/<app>.sock`` on the host): containers have no network, so the app
 proxy reaches apps through these sockets only. The runner starts the process (``service`` op);
@@ -10,22 +17,39 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from bai.agent.domain.ports import KernelRunner
-from bai.common.errors import InvalidArgument, NotFound, Unavailable
+from bai.common.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-__all__ = ["APPS", "AppLaunch", "StartedApp", "launch_for", "start_app"]
+__all__ = [
+    "APPS",
+    "SERVICE_PORTS_LABEL",
+    "AppLaunch",
+    "ServicePort",
+    "StartedApp",
+    "launch_for",
+    "parse_service_ports",
+    "start_app",
+]
 
 CONTAINER_DIR = "/run/bai"
 SSH_USER = "work"
 AUTHORIZED_KEYS = "sshd_authorized_keys"
 _POLL_S = 0.05
+SERVICE_PORTS_LABEL = "ai.backend.service-ports"
+SERVICE_DEFS_DIR = "/etc/backend.ai/service-defs"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# Backend.AI's protocols; vnc and rdp are raw TCP to the proxy, preopen has no managed process.
+_LABEL_PROTOCOLS = {"http": "http", "tcp": "tcp", "vnc": "tcp", "rdp": "tcp", "preopen": ""}
+_RESERVED_NAMES = {"runner"}  # runner.sock is the runner's own socket
+_RESERVED_PORTS = {2000, 2001, 2002, 2003, 2200, 7681}
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +59,10 @@ class AppLaunch:
     name: str
     protocol: str
     argv: list[str]
+    service_def: str = ""
+    """Service definition in the kernel the command comes from (``argv`` is appended)."""
+    bridge_port: int | None = None
+    """TCP port inside the kernel the runner relays the app's socket to."""
 
     @property
     def socket_name(self) -> str:
@@ -88,12 +116,79 @@ APPS = {"jupyter": _jupyter, "sshd": _sshd, "ttyd": _ttyd}
 """The apps the agent can start, by name."""
 
 
-def launch_for(name: str, arguments: list[str]) -> AppLaunch:
+@dataclass(frozen=True, slots=True)
+class ServicePort:
+    """One entry of an image's ``ai.backend.service-ports`` label."""
+
+    name: str
+    protocol: str
+    """As declared: http, tcp, vnc, rdp or preopen."""
+    ports: tuple[int, ...]
+    """Container ports (the first is the one the app serves on)."""
+
+
+def parse_service_ports(label: str) -> list[ServicePort]:
+    """Parses ``name:protocol:port`` (or ``name:protocol:[p1,p2]``) entries, comma-separated.
+
+    Raises FailedPrecondition naming the first malformed entry (the image is at fault).
+    """
+    entries: list[ServicePort] = []
+    for raw in re.findall(r"[^,\[]+(?:\[[^\]]*\])?", label):
+        text = raw.strip().strip(",").strip()
+        if not text:
+            continue
+        parts = text.split(":", 2)
+        if len(parts) != 3:
+            raise _bad_label(text, "expected name:protocol:port")
+        name, protocol, port_text = (p.strip() for p in parts)
+        if not _NAME_RE.match(name):
+            raise _bad_label(text, "bad app name")
+        if protocol not in _LABEL_PROTOCOLS:
+            raise _bad_label(text, f"protocol must be one of {', '.join(sorted(_LABEL_PROTOCOLS))}")
+        try:
+            ports = tuple(int(p) for p in port_text.strip("[]").split(",") if p.strip())
+        except ValueError:
+            raise _bad_label(text, "ports must be integers") from None
+        if not ports or not all(1 <= p <= 65535 for p in ports):
+            raise _bad_label(text, "needs at least one port in 1-65535")
+        entries.append(ServicePort(name, protocol, ports))
+    return entries
+
+
+def _bad_label(entry: str, why: str) -> FailedPrecondition:
+    return FailedPrecondition(f"the image's {SERVICE_PORTS_LABEL} label entry {entry!r}: {why}",
+                              reason="BAD_SERVICE_PORTS_LABEL")
+
+
+def _custom(port: ServicePort, arguments: list[str]) -> AppLaunch:
+    protocol = _LABEL_PROTOCOLS[port.protocol]
+    if not protocol:
+        raise FailedPrecondition(f"{port.name} is a preopen port: there is no app to start",
+                                 reason="PREOPEN_PORT")
+    if port.name in _RESERVED_NAMES:
+        raise FailedPrecondition(f"the app name {port.name!r} is reserved",
+                                 reason="BAD_SERVICE_PORTS_LABEL")
+    if port.ports[0] in _RESERVED_PORTS:
+        raise FailedPrecondition(f"{port.name} declares reserved port {port.ports[0]}",
+                                 reason="BAD_SERVICE_PORTS_LABEL")
+    return AppLaunch(port.name, protocol, list(arguments),
+                     service_def=f"{SERVICE_DEFS_DIR}/{port.name}.json",
+                     bridge_port=port.ports[0])
+
+
+def launch_for(name: str, arguments: list[str], image_labels: dict[str, str] | None = None
+               ) -> AppLaunch:
+    """How to start app ``name``: a built-in one, or one the image's labels declare."""
     build = APPS.get(name)
-    if build is None:
-        raise NotFound(f"unknown service {name!r} (known: {', '.join(sorted(APPS))})",
+    if build is not None:
+        return build(list(arguments))
+    declared = parse_service_ports((image_labels or {}).get(SERVICE_PORTS_LABEL, ""))
+    port = next((p for p in declared if p.name == name), None)
+    if port is None:
+        known = sorted({*APPS, *(p.name for p in declared)})
+        raise NotFound(f"unknown service {name!r} (known: {', '.join(known)})",
                        reason="SERVICE_NOT_FOUND")
-    return build(list(arguments))
+    return _custom(port, arguments)
 
 
 def _issue_ssh_key(scratch_dir: Path) -> str:
@@ -109,19 +204,24 @@ def _issue_ssh_key(scratch_dir: Path) -> str:
                              serialization.NoEncryption()).decode()
 
 
-def _accepts(path: Path) -> bool:
+def _accepts(path: Path, http: bool) -> bool:
+    """Whether the socket accepts a connection, and for HTTP apps answers a request."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        probe.settimeout(1.0)
+        probe.settimeout(2.0)
         try:
             probe.connect(str(path))
+            if not http:
+                return True
+            # Jupyter checks the Host header; any status line counts as an answer.
+            probe.sendall(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            return probe.recv(5) == b"HTTP/"
         except OSError:
             return False
-    return True
 
 
-async def _wait_listening(path: Path, within_s: float) -> bool:
+async def _wait_listening(path: Path, within_s: float, http: bool = False) -> bool:
     deadline = time.monotonic() + within_s
-    while not await asyncio.to_thread(_accepts, path):
+    while not await asyncio.to_thread(_accepts, path, http):
         if time.monotonic() > deadline:
             return False
         await asyncio.sleep(_POLL_S)
@@ -140,8 +240,10 @@ async def start_app(
     path = scratch_dir / launch.socket_name
     # A stale socket of an earlier process refuses connections, so it is never taken for the
     # app; the app replaces it when it binds.
-    await runner.start_service(launch.name, launch.argv, environ)
-    if not await _wait_listening(path, within_s):
+    await runner.start_service(launch.name, launch.argv, environ,
+                               service_def=launch.service_def, bridge_port=launch.bridge_port)
+    # The route is published only after this: an HTTP app must answer a request.
+    if not await _wait_listening(path, within_s, http=launch.protocol == "http"):
         log_tail = ""
         with contextlib.suppress(OSError):
             log_tail = (scratch_dir / f"{launch.name}.log").read_text(errors="replace")[-1500:]

@@ -71,10 +71,26 @@ class RunnerClient:
         return bool(reply.get("interrupted"))
 
     async def start_service(
-        self, name: str, argv: list[str], env: dict[str, str] | None = None
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str] | None = None,
+        *,
+        service_def: str = "",
+        bridge_port: int | None = None,
     ) -> dict[str, Any]:
-        """Start the app ``name`` as ``argv`` unless it runs already (``started`` says which)."""
-        return await self._call({"op": "service", "name": name, "argv": argv, "env": env or {}})
+        """Start the app ``name`` as ``argv`` unless it runs already (``started`` says which).
+
+        With ``service_def`` the command comes from that service definition (in the
+        container) and ``argv`` is appended to it; with ``bridge_port`` the runner relays
+        ``<name>.sock`` to that TCP port inside the container once it accepts connections.
+        """
+        request: dict[str, Any] = {"op": "service", "name": name, "argv": argv, "env": env or {}}
+        if service_def:
+            request["service_def"] = service_def
+        if bridge_port is not None:
+            request["bridge_port"] = bridge_port
+        return await self._call(request)
 
     async def wait_ready(self, timeout: float) -> dict[str, Any]:  # noqa: ASYNC109 - retries
         """Retry until the runner answers a ping (it may still be starting); returns the ping."""

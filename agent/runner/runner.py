@@ -21,7 +21,9 @@ import codecs
 import contextlib
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -38,6 +40,10 @@ REQUEST_LIMIT = 64 * 1024 * 1024
 MAX_DRAIN_READS = 256
 # A worker that dies sooner than this after its start is restarted only after a pause.
 WORKER_MIN_LIFETIME_S = 1.0
+# App names become file names (<name>.sock, <name>.log) next to the runner's socket.
+SERVICE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# A bridged app is polled this often until its TCP port accepts connections.
+BRIDGE_POLL_S = 0.05
 WORKER_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker.py")
 
 Event = dict[str, Any]
@@ -304,6 +310,7 @@ class Runner:
         self.current: Execution | None = None
         self.shutting_down = False
         self.services: dict[str, int] = {}  # app name -> pid of its running process group
+        self._bridges: set[asyncio.Task[None]] = set()  # socket->TCP relays of bridged apps
         self._stop = asyncio.Event()
 
     # ----- lifecycle -----------------------------------------------------------------
@@ -553,21 +560,33 @@ class Runner:
 
     async def _op_service(self, request: Event, writer: asyncio.StreamWriter) -> None:
         name, argv, env = request.get("name"), request.get("argv"), request.get("env") or {}
+        service_def = request.get("service_def") or ""
+        bridge_port = request.get("bridge_port")
         if (
             not isinstance(name, str)
-            or not name
+            or not SERVICE_NAME_RE.match(name)
             or not isinstance(argv, list)
-            or not argv
             or not all(isinstance(a, str) for a in argv)
+            or not (argv or service_def)
+            or not isinstance(service_def, str)
             or not isinstance(env, dict)
             or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
+            or not (bridge_port is None or _is_port(bridge_port))
         ):
-            await _send(writer, {"error": "service: 'name', 'argv' (strings) and 'env' required"})
+            await _send(writer, {"error": "service: 'name', 'argv' (strings, or 'service_def') "
+                                          "and 'env' required; 'bridge_port' a TCP port"})
             return
         pid = self.services.get(name)
         if pid is not None:
             await _send(writer, {"ok": True, "pid": pid, "started": False})
             return
+        if service_def:
+            try:
+                command, def_env = _load_service_def(service_def, bridge_port)
+            except ValueError as exc:
+                await _send(writer, {"error": f"service: {name}: {exc}"})
+                return
+            argv, env = [*command, *argv], {**def_env, **env}
         log_path = os.path.join(os.path.dirname(self.socket_path) or ".", f"{name}.log")
         try:
             proc = _spawn_service(argv, env, log_path)
@@ -576,14 +595,21 @@ class Runner:
             return
         proc.returncode = 0  # the reaper collects the exit status
         self.services[name] = proc.pid
+        exited = asyncio.Event()
 
         def on_exit(code: int) -> None:
             if self.services.get(name) == proc.pid:
                 del self.services[name]
+            exited.set()
             print(f"bai-runner: service {name} exited with {code}", file=sys.stderr)
 
         self.reaper.watch(proc.pid, on_exit)
         self.reaper.reap()  # it may have exited already
+        if bridge_port is not None:
+            sock = os.path.join(os.path.dirname(self.socket_path) or ".", f"{name}.sock")
+            task = asyncio.create_task(_bridge(name, sock, bridge_port, exited))
+            self._bridges.add(task)
+            task.add_done_callback(self._bridges.discard)
         await _send(writer, {"ok": True, "pid": proc.pid, "started": True})
 
     async def _op_exec(self, request: Event, writer: asyncio.StreamWriter) -> None:
@@ -638,6 +664,112 @@ def _encode(event: Event) -> bytes:
 async def _send(writer: asyncio.StreamWriter, event: Event) -> None:
     writer.write(_encode(event))
     await writer.drain()
+
+
+# ----- bridged apps ---------------------------------------------------------------------
+# Containers have no network: an app that listens on a TCP port inside the container's own
+# network namespace is reached through a Unix socket the runner relays to that port.
+
+
+def _is_port(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 65535
+
+
+def _load_service_def(path: str, port: int | None) -> tuple[list[str], dict[str, str]]:
+    """Command line and environment of a Backend.AI service definition (JSON file).
+
+    ``command`` items are formatted with ``ports`` (``{ports[0]}``), ``port`` and
+    ``runtime_path``, like Backend.AI's service-defs; ``env`` values likewise.
+    """
+    try:
+        with open(path, encoding="utf-8") as file:
+            doc = json.load(file)
+    except FileNotFoundError:
+        raise ValueError(f"no service definition {path}") from None
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"unreadable service definition {path}: {exc}") from None
+    command = doc.get("command") if isinstance(doc, dict) else None
+    env = doc.get("env", {}) if isinstance(doc, dict) else None
+    if (
+        not isinstance(command, list)
+        or not command
+        or not all(isinstance(c, str) for c in command)
+        or not isinstance(env, dict)
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
+    ):
+        raise ValueError(f"{path}: 'command' must be a list of strings, 'env' an object")
+    values = {"ports": [port] if port else [], "port": port, "runtime_path": sys.executable}
+    try:
+        return [c.format(**values) for c in command], {
+            k: v.format(**values) for k, v in env.items()
+        }
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(f"{path}: bad placeholder in 'command' or 'env': {exc}") from None
+
+
+def _accepts_tcp(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(READ_CHUNK):
+            writer.write(data)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+    except OSError:
+        writer.close()
+
+
+async def _bridge(name: str, sock: str, port: int, exited: asyncio.Event) -> None:
+    """Relays ``sock`` to 127.0.0.1:``port`` while the app runs.
+
+    The socket is bound only once the port accepts connections, so a client that can connect
+    to the socket reaches a listening app; it is removed when the app exits.
+    """
+    loop = asyncio.get_running_loop()
+    while not await loop.run_in_executor(None, _accepts_tcp, port):
+        if exited.is_set():
+            return
+        await asyncio.sleep(BRIDGE_POLL_S)
+
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            writer.close()
+            return
+        up_sock = up_writer.get_extra_info("socket")
+        if up_sock is not None:
+            up_sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        finally:
+            up_writer.close()
+            writer.close()
+
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(sock)  # a stale socket of an earlier run of the app
+    try:
+        server = await asyncio.start_unix_server(relay, path=sock)
+    except OSError as exc:
+        print(f"bai-runner: service {name}: cannot bind {sock}: {exc}", file=sys.stderr)
+        return
+    os.chmod(sock, 0o666)
+    print(f"bai-runner: service {name}: {sock} relays to port {port}", file=sys.stderr)
+    try:
+        await exited.wait()
+    finally:
+        server.close()
+        with contextlib.suppress(OSError):
+            os.unlink(sock)
 
 
 def main() -> None:

@@ -1,9 +1,11 @@
 """Backend.AI's ``POST /session/{ref}/start-service`` onto the manager's StartService.
 
-Backend.AI answers it with a token for its wsproxy; bai has no wsproxy: the answer carries the
-app proxy's own frontend instead (``url`` with the circuit token, ``host``/``port``, and for
-``sshd`` a private key to log in with). The official client's ``app`` command routes
-(``/stream/session/{ref}/apps`` and the ``tcpproxy`` WebSocket) are in :mod:`.tcpproxy`.
+Backend.AI answers it with ``{"token", "wsproxy_addr"}`` (the official client's
+``StartServiceResponse`` requires both); bai has no wsproxy, so ``wsproxy_addr`` is the app
+proxy frontend's origin and ``token`` the circuit token, and the answer adds the rest of the
+frontend (``url`` with the token, ``host``/``port``, and for ``sshd`` a private key). The
+official client's ``app`` command routes (``/stream/session/{ref}/apps`` and the ``tcpproxy``
+WebSocket) are in :mod:`.tcpproxy`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from bai.gateway.compat import tcpproxy
 from bai.gateway.deps import UpstreamDep
 from bai.pb.manager.v1 import session_service_pb2 as sessions_pb
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from starlette.requests import Request
 
 __all__ = ["StartServiceBody", "router"]
@@ -33,14 +35,16 @@ class StartServiceBody(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    app: str
-    """App (service port) name, e.g. "jupyter" or "sshd"."""
+    app: str = Field(validation_alias=AliasChoices("app", "service"))
+    """App (service port) name, e.g. "jupyter" or "sshd" (also accepted as ``service``)."""
     port: int | None = None
     """Preferred local port (Backend.AI's wsproxy); ignored: the app proxy assigns ports."""
     envs: str | dict[str, str] | None = None
     """Environment variables for the app: an object, or its JSON text (as the client sends)."""
-    arguments: str | list[str] | None = None
-    """Extra command-line arguments: a list, or its JSON text."""
+    arguments: str | list[str] | dict[str, Any] | None = None
+    """Extra command-line arguments: a list, or Backend.AI's option map (``{"--opt": value}``,
+    value None for a flag, a list to repeat the option's values), or the JSON text of either
+    (the official client sends the map as JSON text)."""
 
 
 def _decoded(value: Any, kind: type, what: str) -> Any:
@@ -61,9 +65,8 @@ async def start_service(
     ref: str, body: StartServiceBody, request: Request, up: UpstreamDep
 ) -> dict[str, Any]:
     envs = _decoded(body.envs, dict, "envs")
-    arguments = _decoded(body.arguments, list, "arguments")
+    arguments = tcpproxy.arguments_argv(body.arguments)
     envs = {str(k): str(v) for k, v in envs.items()}
-    arguments = [str(a) for a in arguments]
     reply = await up.unary[_METHOD](
         sessions_pb.StartServiceRequest(
             session_ref=ref, service=body.app, environ=envs, arguments=arguments
@@ -74,6 +77,7 @@ async def start_service(
     assert isinstance(reply, sessions_pb.StartServiceResponse)
     return {
         "token": reply.token,
+        "wsproxy_addr": reply.url.split("/?", 1)[0].rstrip("/"),
         "url": reply.url,
         "host": reply.host,
         "port": reply.port,

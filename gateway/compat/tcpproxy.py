@@ -3,10 +3,11 @@
 the app list it checks first.
 
 The gateway starts the app (manager StartService, with the forwarded signature) and relays
-binary frames to and from the app proxy's TCP frontend of its circuit. Only TCP apps (``sshd``)
-are bridged: an HTTP app's frontend admits requests only with the circuit token, which a raw byte
-relay cannot add, so HTTP apps are refused with a message pointing at ``start-service`` (whose
-URL carries the token). The frontend must be a loopback address.
+binary frames to and from the app proxy's TCP frontend of its circuit. HTTP apps (Jupyter,
+ttyd, custom ones) are bridged too: an HTTP circuit admits requests only with its token, which a
+raw byte relay cannot add, so the gateway asks for a raw TCP circuit (``raw_tcp``, named
+``<app>.tcp``) — this websocket already proved the caller's keypair. The frontend must be a
+loopback address.
 """
 
 from __future__ import annotations
@@ -16,18 +17,21 @@ import contextlib
 import ipaddress
 import json
 import logging
+import re
 import socket
+from collections.abc import Mapping
 from typing import Any
 
 from bai.common import errors
 from bai.gateway.compat.stream import _deny
 from bai.gateway.deps import UpstreamDep
 from bai.gateway.errors import problem_for_exception
+from bai.pb.manager.v1 import image_service_pb2 as images_pb
 from bai.pb.manager.v1 import session_service_pb2 as sessions_pb
 from starlette.requests import Request
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-__all__ = ["APPS", "list_apps", "tcpproxy"]
+__all__ = ["APPS", "apps_of", "arguments_argv", "list_apps", "tcpproxy"]
 
 log = logging.getLogger(__name__)
 
@@ -36,16 +40,62 @@ APPS: list[dict[str, Any]] = [
     {"name": "ttyd", "protocol": "http", "ports": [7681]},
     {"name": "sshd", "protocol": "tcp", "ports": [2200]},
 ]
-"""The apps the agent can start (see agent/domain/apps.py), as Backend.AI lists service ports."""
+"""The built-in apps the agent can start (see agent/domain/apps.py), as Backend.AI lists
+service ports; an image adds its own in the ``ai.backend.service-ports`` label."""
+SERVICE_PORTS_LABEL = "ai.backend.service-ports"
 _METHOD = "bai.manager.v1.SessionService.StartService"
+_LIST_IMAGES = "bai.manager.v1.ImageService.ListImages"
 _CHUNK = 64 * 1024
+_ENTRY_RE = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*:\s*([a-z]+)\s*:\s*"
+                       r"(\d+|\[\s*\d+(?:\s*,\s*\d+)*\s*\])\s*(?:,|$)")
+
+
+def apps_of(labels: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The built-in apps plus those the image's service-ports label declares (entries that do
+    not parse are left out here; starting such an app reports the label's fault)."""
+    found = {a["name"]: a for a in APPS}
+    for name, protocol, ports in _ENTRY_RE.findall(labels.get(SERVICE_PORTS_LABEL, "")):
+        numbers = [int(p) for p in ports.strip("[]").split(",")]
+        found.setdefault(name, {"name": name, "protocol": protocol, "ports": numbers})
+    return list(found.values())
+
+
+def arguments_argv(value: Any) -> list[str]:
+    """Command-line arguments from a list, Backend.AI's option map, or JSON text of either."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else []
+        except ValueError as exc:
+            raise errors.InvalidArgument("arguments is not valid JSON") from exc
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [str(a) for a in value]
+    if not isinstance(value, dict):
+        raise errors.InvalidArgument("arguments must be a JSON list or object")
+    argv: list[str] = []
+    for option, given in value.items():
+        if given is None:
+            argv.append(str(option))
+        elif isinstance(given, list):
+            argv += [str(option), *(str(g) for g in given)]
+        else:
+            argv += [str(option), str(given)]
+    return argv
 
 
 async def list_apps(ref: str, request: Request, up: UpstreamDep) -> list[dict[str, Any]]:
     """The session's apps (the session must be visible to the caller)."""
-    await up.get_session(sessions_pb.GetSessionRequest(session_ref=ref),
-                         metadata=up.metadata(request), deadline=up.config.call_timeout)
-    return APPS
+    metadata = up.metadata(request)
+    reply = await up.get_session(sessions_pb.GetSessionRequest(session_ref=ref),
+                                 metadata=metadata, deadline=up.config.call_timeout)
+    images = await up.unary[_LIST_IMAGES](images_pb.ListImagesRequest(), metadata=metadata,
+                                          deadline=up.config.call_timeout)
+    assert isinstance(images, images_pb.ListImagesResponse)
+    ref_of_image = reply.session.spec.image
+    labels: Mapping[str, str] = next(
+        (i.labels for i in images.images if i.ref == ref_of_image), {})
+    return apps_of(labels)
 
 
 def _loopback(host: str) -> bool:
@@ -58,15 +108,16 @@ def _loopback(host: str) -> bool:
 async def tcpproxy(websocket: WebSocket, ref: str, up: UpstreamDep) -> None:
     app_name = websocket.query_params.get("app", "")
     try:
-        if any(a["name"] == app_name and a["protocol"] != "tcp" for a in APPS):
-            raise _http_app(app_name, ref)
         envs = json.loads(websocket.query_params.get("envs") or "{}")
         if not isinstance(envs, dict):
             raise errors.InvalidArgument("envs must be a JSON object")
         reply = await up.unary[_METHOD](
             sessions_pb.StartServiceRequest(
                 session_ref=ref, service=app_name,
-                environ={str(k): str(v) for k, v in envs.items()}),
+                environ={str(k): str(v) for k, v in envs.items()},
+                arguments=arguments_argv(websocket.query_params.get("arguments")),
+                # The websocket is keypair-authenticated: HTTP apps are tunnelled as bytes too.
+                raw_tcp=True),
             metadata=up.metadata(websocket),
             deadline=up.config.call_timeout + 60.0,
         )

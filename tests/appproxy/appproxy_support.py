@@ -124,10 +124,12 @@ async def start_tcp_echo(path: Path) -> asyncio.Server:
 class Stack:
     """A coordinator (in this process) and an Envoy on it, in one short directory."""
 
-    def __init__(self, *, ports: int = 8, fast_path: bool = True) -> None:
+    def __init__(
+        self, *, ports: int = 8, fast_path: bool = True, apps_domain: str = "apps.localhost"
+    ) -> None:
         self.dir = short_dir()
         block = free_ports(ports + 1)
-        self.frontends = Frontends(apps_domain="apps.localhost", subdomain_port=block[0])
+        self.frontends = Frontends(apps_domain=apps_domain, subdomain_port=block[0])
         self.config = AppProxyConfig(
             service_token=TOKEN,
             listen="127.0.0.1:0",

@@ -166,3 +166,41 @@ async def test_cookie_checked_by_ext_authz_without_fast_path() -> None:
             assert (await client.get(plain)).status_code == 403
     finally:
         await stack.close()
+
+
+async def test_subdomains_of_a_configured_apps_domain_share_one_listener() -> None:
+    """Two apps behind the one subdomain listener, told apart by Host alone; websockets too."""
+    stack = await Stack(apps_domain="lab.example.test").start()
+    try:
+        one = await stack.create(await stack.http_app("one"), app="one", mode=SUBDOMAIN)
+        two = await stack.create(await stack.http_app("two"), app="two", mode=SUBDOMAIN)
+        assert one.frontend_port == two.frontend_port == stack.frontends.subdomain_port
+        assert one.url == (
+            f"http://{one.id}.lab.example.test:{one.frontend_port}/?token={one.token}"
+        )
+        base = f"http://127.0.0.1:{one.frontend_port}"
+        async with httpx.AsyncClient(timeout=5) as client:
+            for circuit, text in ((one, "hello from one"), (two, "hello from two")):
+                host = {"host": f"{circuit.id}.lab.example.test"}
+                reply = await client.get(f"{base}/?token={circuit.token}", headers=host)
+                assert reply.status_code == 200 and reply.text == text
+        async with httpx.AsyncClient(timeout=5) as client:  # no permit cookies in this jar
+            # one circuit's token does not open another's subdomain
+            wrong = await client.get(
+                f"{base}/?token={one.token}", headers={"host": f"{two.id}.lab.example.test"}
+            )
+            assert wrong.status_code == 403
+            # the default domain is not served any more
+            old = await client.get(f"{base}/", headers={"host": f"{one.id}.apps.localhost"})
+            assert old.status_code == 404
+        listeners = (await stack.admin("/listeners")).text.split()
+        assert [n for n in listeners if "::" in n] == [
+            f"bai_subdomain::127.0.0.1:{stack.frontends.subdomain_port}"
+        ]
+        # The URL names the subdomain (the Host header); the TCP connection goes to 127.0.0.1.
+        ws_url = f"ws://{two.id}.lab.example.test:{two.frontend_port}/ws?token={two.token}"
+        async with ws_connect(ws_url, host="127.0.0.1", port=two.frontend_port) as ws:
+            await ws.send("sub")
+            assert await ws.recv() == "two:sub"
+    finally:
+        await stack.close()
