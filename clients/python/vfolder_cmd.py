@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 from bai.client.client import ManagerClient
 from bai.client.output import Printer, message_json
+from bai.client.vfolder_share_cmd import PERMISSION_NAMES, PERMISSIONS, add_model_commands
 from bai.common import errors
 from bai.pb.manager.v1 import vfolder_service_pb2 as pb
 from google.protobuf.message import Message
@@ -34,9 +35,6 @@ __all__ = ["add_vfolder_commands"]
 _SERVICE = "/bai.manager.v1.VFolderService/"
 _CHUNK = 16 << 20
 _TUS = {"Tus-Resumable": "1.0.0", "Content-Type": "application/offset+octet-stream"}
-_PERMISSIONS = {"ro": pb.FOLDER_PERMISSION_READ_ONLY, "rw": pb.FOLDER_PERMISSION_READ_WRITE,
-                "wd": pb.FOLDER_PERMISSION_READ_WRITE_DELETE}
-_PERMISSION_NAMES = {v: k for k, v in _PERMISSIONS.items()}
 
 
 async def _call(client: ManagerClient, method: str, request: Message, response: type[Any]) -> Any:
@@ -50,14 +48,17 @@ def _progress(out: Printer) -> Progress:
 
 
 def _folder_rows(folders: list[pb.VFolder]) -> list[tuple[str, ...]]:
-    return [(f.name, f.id, f.volume, _PERMISSION_NAMES.get(f.permission, "?"), f.usage_mode,
-             f.status, "yes" if f.mountable else "no") for f in folders]
+    return [(f.name, f.id, f.volume,
+             PERMISSION_NAMES.get(f.access_permission or f.permission, "?"), f.usage_mode,
+             f.project_name or ("me" if f.is_owner else f.creator_email),
+             "yes" if f.mountable else "no") for f in folders]
 
 
 async def _create(client: ManagerClient, args: argparse.Namespace, out: Printer) -> int:
     request = pb.CreateVFolderRequest(name=args.name, volume=args.volume or "",
-                                      permission=_PERMISSIONS[args.permission],
-                                      usage_mode=args.usage_mode)
+                                      permission=PERMISSIONS[args.permission],
+                                      usage_mode=args.usage_mode, project=args.project or "",
+                                      quota_bytes=args.quota, cloneable=args.cloneable)
     folder = (await _call(client, "CreateVFolder", request, pb.CreateVFolderResponse)).vfolder
     if out.as_json:
         out.json(message_json(folder))
@@ -67,11 +68,12 @@ async def _create(client: ManagerClient, args: argparse.Namespace, out: Printer)
 
 
 async def _list(client: ManagerClient, args: argparse.Namespace, out: Printer) -> int:
-    resp = await _call(client, "ListVFolders", pb.ListVFoldersRequest(), pb.ListVFoldersResponse)
+    request = pb.ListVFoldersRequest(project_id=args.project_id or "")
+    resp = await _call(client, "ListVFolders", request, pb.ListVFoldersResponse)
     if out.as_json:
         out.json({"vfolders": [message_json(f) for f in resp.vfolders]})
     else:
-        out.table(("NAME", "ID", "VOLUME", "PERM", "USAGE", "STATUS", "MOUNTABLE"),
+        out.table(("NAME", "ID", "VOLUME", "PERM", "USAGE", "OWNER", "MOUNTABLE"),
                   _folder_rows(list(resp.vfolders)))
     return 0
 
@@ -84,7 +86,12 @@ async def _info(client: ManagerClient, args: argparse.Namespace, out: Printer) -
         return 0
     out.table(("FIELD", "VALUE"), [
         ("name", folder.name), ("id", folder.id), ("volume", folder.volume),
-        ("permission", _PERMISSION_NAMES.get(folder.permission, "?")),
+        ("permission", PERMISSION_NAMES.get(folder.permission, "?")),
+        ("your permission", PERMISSION_NAMES.get(folder.access_permission, "?")),
+        ("owner", (folder.project_name and f"project {folder.project_name}")
+         or folder.creator_email),
+        ("cloneable", "yes" if folder.cloneable else "no"),
+        ("quota", str(folder.quota_bytes) if folder.quota_bytes else "none"),
         ("usage mode", folder.usage_mode), ("status", folder.status),
         ("mountable", "yes" if folder.mountable else "no"),
         ("files", str(folder.file_count)), ("bytes", str(folder.used_bytes))])
@@ -95,9 +102,9 @@ async def _delete(client: ManagerClient, args: argparse.Namespace, out: Printer)
     await _call(client, "DeleteVFolder", pb.DeleteVFolderRequest(vfolder_ref=args.ref),
                 pb.DeleteVFolderResponse)
     if out.as_json:
-        out.json({"deleted": args.ref})
+        out.json({"trashed": args.ref})
     else:
-        out.line(f'vfolder "{args.ref}" deleted')
+        out.line(f'vfolder "{args.ref}" deleted (moved to the trash: restore or purge it there)')
     return 0
 
 
@@ -249,9 +256,15 @@ def add_vfolder_commands(commands: Any, common: argparse.ArgumentParser) -> None
     create.add_argument("--volume", "--host", metavar="VOLUME", help="storage volume")
     create.add_argument("--permission", "-p", choices=("ro", "rw", "wd"), default="rw")
     create.add_argument("--usage-mode", choices=("general", "model", "data"), default="general")
+    create.add_argument("--project", "--group", metavar="PROJECT",
+                        help="create a project folder (project admins only)")
+    create.add_argument("--quota", type=int, default=0, metavar="BYTES",
+                        help="quota of this folder in bytes")
+    create.add_argument("--cloneable", action="store_true", help="let others clone it")
     create.set_defaults(handler=_create)
 
-    listing = cmds.add_parser("list", help="list your vfolders", parents=[common])
+    listing = cmds.add_parser("list", help="list the vfolders you can use", parents=[common])
+    listing.add_argument("--project-id", metavar="UUID", help="only this project's folders")
     listing.set_defaults(handler=_list)
 
     info = cmds.add_parser("info", help="show one vfolder", parents=[common])
@@ -281,6 +294,8 @@ def add_vfolder_commands(commands: Any, common: argparse.ArgumentParser) -> None
     download.add_argument("dest", metavar="DEST", nargs="?", help="local file or directory")
     download.set_defaults(handler=_download)
 
-    delete = cmds.add_parser("delete", help="delete a vfolder and its files", parents=[common])
+    delete = cmds.add_parser("delete", help="move a vfolder to the trash", parents=[common])
     delete.add_argument("ref", metavar="NAME|ID")
     delete.set_defaults(handler=_delete)
+
+    add_model_commands(cmds, common)

@@ -1,5 +1,8 @@
 """Backend.AI's vfolder routes (wire doc §6 ``/folders`` rows, §7), each one manager call.
 
+Folder-level actions (rename, share, clone, file moves...) live in :mod:`.folder_ops`, included
+at the end so that the static ``/folders/_/...`` and ``/folders/invitations/...`` routes win.
+
 ``{ref}`` is a folder id (32 hex digits, as the client sends it, or dashed) or a name; the
 manager resolves it and checks permissions. File bytes never pass through the gateway:
 request-upload / request-download return the storage proxy's transfer URL and a token.
@@ -8,189 +11,189 @@ request-upload / request-download return the storage proxy's transfer URL and a 
 from __future__ import annotations
 
 import json
-import stat
-import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import grpc
 from bai.common import errors
+from bai.gateway.compat.folder_ops import router as ops_router
+from bai.gateway.compat.folder_wire import (
+    FROM_TEXT,
+    body_of,
+    bool_of,
+    call,
+    file_json,
+    folder_json,
+    hex_id,
+    hex_or_empty,
+    invitation_json,
+    str_of,
+)
 from bai.gateway.deps import UpstreamDep
 from bai.pb.manager.v1 import vfolder_service_pb2 as pb
 from fastapi import APIRouter
-from google.protobuf.message import Message
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["backend.ai"])
-_SERVICE = "bai.manager.v1.VFolderService."
-_PERMISSIONS = {
-    pb.FOLDER_PERMISSION_READ_ONLY: "ro",
-    pb.FOLDER_PERMISSION_READ_WRITE: "rw",
-    pb.FOLDER_PERMISSION_READ_WRITE_DELETE: "wd",
-}
-_FROM_TEXT = {v: k for k, v in _PERMISSIONS.items()}
-
-
-async def _call(up: UpstreamDep, request: Request, method: str, message: Message) -> Any:
-    return await up.unary[_SERVICE + method](
-        message, metadata=up.metadata(request), deadline=up.config.call_timeout)
-
-
-async def _body(request: Request) -> dict[str, Any]:
-    """The JSON object body (also of GET/DELETE, which the official client sends)."""
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise errors.InvalidArgument("the request body is not valid JSON",
-                                     reason="MALFORMED_REQUEST") from exc
-    if not isinstance(body, dict):
-        raise errors.InvalidArgument("the request body must be a JSON object")
-    return body
-
-
-def _str(body: dict[str, Any], key: str, default: str = "") -> str:
-    value = body.get(key, default)
-    if value is None:
-        return default
-    if not isinstance(value, str):
-        raise errors.InvalidArgument(f"{key} must be a string")
-    return value
-
-
-def _ts(message: Any, field: str) -> str:
-    if not message.HasField(field):
-        return datetime.fromtimestamp(0, UTC).isoformat()
-    value: datetime = getattr(message, field).ToDatetime(tzinfo=UTC)
-    return value.isoformat()
-
-
-def _hex(folder_id: str) -> str:
-    return uuid.UUID(folder_id).hex
-
-
-def folder_json(f: pb.VFolder) -> dict[str, Any]:
-    """A folder as Backend.AI's list/info routes describe it."""
-    permission = _PERMISSIONS.get(f.permission, "rw")
-    return {
-        "id": _hex(f.id),
-        "name": f.name,
-        "host": f.volume,
-        "quota_scope_id": f"user:{f.owner_user_id}" if f.owner_user_id else "",
-        "usage_mode": f.usage_mode,
-        "created_at": _ts(f, "create_time"),
-        "is_owner": True,
-        "permission": permission,
-        "user": f.owner_user_id or None,
-        "group": f.owner_project_id or None,
-        "creator": f.owner_user_id,
-        "user_email": None,
-        "group_name": None,
-        "ownership_type": "user" if f.owner_user_id else "group",
-        "type": "user" if f.owner_user_id else "group",
-        "status": f.status,
-        "cloneable": False,
-        "max_files": 0,
-        "max_size": None,
-        "cur_size": f.used_bytes,
-        "numFiles": f.file_count,
-        "mountable": f.mountable,
-    }
-
-
-def _file_json(f: pb.VFolderFile) -> dict[str, Any]:
-    kind = {"directory": stat.S_IFDIR, "symlink": stat.S_IFLNK}.get(f.type, stat.S_IFREG)
-    return {
-        "name": f.name,
-        "type": {"directory": "DIRECTORY", "symlink": "SYMLINK"}.get(f.type, "FILE"),
-        "size": f.size_bytes,
-        "mode": stat.filemode(kind | f.mode),
-        "created": _ts(f, "modify_time"),
-        "modified": _ts(f, "modify_time"),
-    }
 
 
 @router.get("/folders/_/hosts", summary="Storage volumes folders can be created on")
 async def list_hosts(request: Request, up: UpstreamDep) -> dict[str, Any]:
-    resp = await _call(up, request, "ListVolumes", pb.ListVolumesRequest())
+    resp = await call(up, request, "ListVolumes", pb.ListVolumesRequest())
     return {"default": resp.default_volume, "allowed": list(resp.volumes),
             "volume_info": {v: {} for v in resp.volumes}}
 
 
+@router.get("/folders/_/all_hosts", summary="Every storage volume")
+async def list_all_hosts(request: Request, up: UpstreamDep) -> dict[str, Any]:
+    return await list_hosts(request, up)
+
+
+@router.get("/folders/_/allowed_types", summary="Folder ownership types this server allows")
+async def allowed_types() -> list[str]:
+    return ["user", "group"]
+
+
+@router.get("/folders/invitations/list", summary="Invitations sent to the caller")
+async def list_invitations(request: Request, up: UpstreamDep) -> dict[str, Any]:
+    resp = await call(up, request, "ListInvitations", pb.ListInvitationsRequest())
+    return {"invitations": [invitation_json(i) for i in resp.invitations]}
+
+
+@router.post("/folders/invitations/accept", summary="Accept an invitation {inv_id}")
+async def accept_invitation(request: Request, up: UpstreamDep) -> dict[str, Any]:
+    inv_id = str_of(await body_of(request), "inv_id")
+    if not inv_id:
+        raise errors.InvalidArgument("inv_id is required")
+    await call(up, request, "AcceptInvitation",
+                pb.AcceptInvitationRequest(invitation_id=inv_id))
+    return {}
+
+
+@router.delete("/folders/invitations/delete", summary="Reject (or withdraw) an invitation")
+async def delete_invitation(request: Request, up: UpstreamDep) -> dict[str, Any]:
+    inv_id = str_of(await body_of(request), "inv_id")
+    if not inv_id:
+        raise errors.InvalidArgument("inv_id is required")
+    await call(up, request, "RejectInvitation",
+                pb.RejectInvitationRequest(invitation_id=inv_id))
+    return {}
+
+
+async def _body_ref(request: Request) -> str:
+    body = await body_of(request)
+    ref = str_of(body, "id") or str_of(body, "name")
+    if not ref:
+        raise errors.InvalidArgument("id is required")
+    return ref
+
+
+@router.post("/folders/purge", status_code=204, summary="Delete a trashed folder for good")
+async def purge(request: Request, up: UpstreamDep) -> Response:
+    ref = await _body_ref(request)
+    await call(up, request, "PurgeVFolder", pb.PurgeVFolderRequest(vfolder_ref=ref))
+    return Response(status_code=204)
+
+
+@router.post("/folders/delete-from-trash-bin", status_code=204,
+             summary="Delete a trashed folder for good (same as purge)")
+async def delete_from_trash(request: Request, up: UpstreamDep) -> Response:
+    return await purge(request, up)
+
+
+@router.post("/folders/restore-from-trash-bin", status_code=204,
+             summary="Bring a trashed folder back")
+async def restore(request: Request, up: UpstreamDep) -> Response:
+    ref = await _body_ref(request)
+    await call(up, request, "RestoreVFolder", pb.RestoreVFolderRequest(vfolder_ref=ref))
+    return Response(status_code=204)
+
+
 @router.get("/folders/_/id", summary="A folder's id by name (JSON body {name} on a GET)")
 async def folder_id(request: Request, up: UpstreamDep) -> dict[str, Any]:
-    body = await _body(request)
-    name = _str(body, "name") or request.query_params.get("name", "")
+    body = await body_of(request)
+    name = str_of(body, "name") or request.query_params.get("name", "")
     if not name:
         raise errors.InvalidArgument("name is required")
-    resp = await _call(up, request, "GetVFolder", pb.GetVFolderRequest(vfolder_ref=name))
+    try:
+        resp = await call(up, request, "GetVFolder", pb.GetVFolderRequest(vfolder_ref=name))
+    except grpc.aio.AioRpcError as exc:
+        # restore / purge look their (trashed) folder up by name first
+        if exc.code() != grpc.StatusCode.NOT_FOUND:
+            raise
+        trash = await call(up, request, "ListTrashedVFolders", pb.ListTrashedVFoldersRequest())
+        trashed = [f for f in trash.vfolders
+                   if f.name == name or hex_id(f.id) == hex_or_empty(name)]
+        if not trashed:
+            raise
+        return {"id": trashed[0].id}
     return {"id": resp.vfolder.id}
 
 
 @router.post("/folders", status_code=201, summary="Create a virtual folder")
 async def create(request: Request, up: UpstreamDep) -> JSONResponse:
-    body = await _body(request)
+    body = await body_of(request)
     if body.get("unmanaged_path"):
         raise errors.InvalidArgument("unmanaged folders are not supported",
                                      reason="UNSUPPORTED_PARAMETER")
-    if body.get("group"):
-        raise errors.InvalidArgument("project (group) folders are not supported yet",
-                                     reason="UNSUPPORTED_PARAMETER")
-    permission = _str(body, "permission", "rw") or "rw"
-    if permission not in _FROM_TEXT:
+    permission = str_of(body, "permission", "rw") or "rw"
+    if permission not in FROM_TEXT:
         raise errors.InvalidArgument(f"permission {permission!r} is not ro, rw or wd")
+    quota = body.get("quota", 0) or 0
+    if not isinstance(quota, int) or isinstance(quota, bool) or quota < 0:
+        raise errors.InvalidArgument("quota must be a non-negative integer (bytes)")
     message = pb.CreateVFolderRequest(
-        name=_str(body, "name"), volume=_str(body, "host") or _str(body, "folder_host"),
-        permission=_FROM_TEXT[permission], usage_mode=_str(body, "usage_mode", "general"))
-    resp = await _call(up, request, "CreateVFolder", message)
+        name=str_of(body, "name"), volume=str_of(body, "host") or str_of(body, "folder_host"),
+        permission=FROM_TEXT[permission], usage_mode=str_of(body, "usage_mode", "general"),
+        project=str_of(body, "group"), quota_bytes=quota, cloneable=bool_of(body, "cloneable"))
+    resp = await call(up, request, "CreateVFolder", message)
     return JSONResponse(folder_json(resp.vfolder), status_code=201)
 
 
 @router.get("/folders", summary="The caller's virtual folders")
 async def list_folders(request: Request, up: UpstreamDep) -> list[dict[str, Any]]:
-    resp = await _call(up, request, "ListVFolders", pb.ListVFoldersRequest())
+    project_id = request.query_params.get("group_id", "")
+    resp = await call(up, request, "ListVFolders", pb.ListVFoldersRequest(project_id=project_id))
     return [folder_json(f) for f in resp.vfolders]
 
 
-@router.delete("/folders", status_code=204, summary="Delete a folder (JSON body {id})")
+@router.delete("/folders", status_code=204,
+               summary="Move a folder to the trash (JSON body {id})")
 async def delete_by_body(request: Request, up: UpstreamDep) -> Response:
-    body = await _body(request)
-    ref = _str(body, "id") or _str(body, "name")
+    body = await body_of(request)
+    ref = str_of(body, "id") or str_of(body, "name")
     if not ref:
         raise errors.InvalidArgument("id is required")
-    await _call(up, request, "DeleteVFolder", pb.DeleteVFolderRequest(vfolder_ref=ref))
+    await call(up, request, "DeleteVFolder", pb.DeleteVFolderRequest(vfolder_ref=ref))
     return Response(status_code=204)
 
 
 @router.get("/folders/{ref}", summary="Folder information")
 async def info(ref: str, request: Request, up: UpstreamDep) -> dict[str, Any]:
-    resp = await _call(up, request, "GetVFolder", pb.GetVFolderRequest(vfolder_ref=ref))
+    resp = await call(up, request, "GetVFolder", pb.GetVFolderRequest(vfolder_ref=ref))
     return folder_json(resp.vfolder)
 
 
-@router.delete("/folders/{ref}", status_code=204, summary="Delete a folder")
+@router.delete("/folders/{ref}", status_code=204, summary="Move a folder to the trash")
 async def delete(ref: str, request: Request, up: UpstreamDep) -> Response:
-    await _call(up, request, "DeleteVFolder", pb.DeleteVFolderRequest(vfolder_ref=ref))
+    await call(up, request, "DeleteVFolder", pb.DeleteVFolderRequest(vfolder_ref=ref))
     return Response(status_code=204)
 
 
 @router.get("/folders/{ref}/files", summary="List a directory of a folder")
 async def list_files(ref: str, request: Request, up: UpstreamDep) -> dict[str, Any]:
-    path = request.query_params.get("path") or _str(await _body(request), "path", ".")
-    resp = await _call(up, request, "ListFiles",
+    path = request.query_params.get("path") or str_of(await body_of(request), "path", ".")
+    resp = await call(up, request, "ListFiles",
                        pb.ListFilesRequest(vfolder_ref=ref, path=path))
-    items = [_file_json(f) for f in resp.files]
+    items = [file_json(f) for f in resp.files]
     return {"items": items, "files": json.dumps(items), "error_msg": ""}
 
 
 @router.post("/folders/{ref}/mkdir", status_code=201, summary="Create directories")
 async def mkdir(ref: str, request: Request, up: UpstreamDep) -> dict[str, Any]:
-    body = await _body(request)
+    body = await body_of(request)
     raw = body.get("path")
     paths = [raw] if isinstance(raw, str) else raw
     if not paths or not all(isinstance(p, str) for p in paths):
@@ -202,7 +205,7 @@ async def mkdir(ref: str, request: Request, up: UpstreamDep) -> dict[str, Any]:
         message = pb.MakeDirectoryRequest(vfolder_ref=ref, path=path, parents=parents,
                                           exist_ok=exist_ok)
         try:
-            await _call(up, request, "MakeDirectory", message)
+            await call(up, request, "MakeDirectory", message)
         except grpc.aio.AioRpcError as exc:
             if len(paths) == 1:
                 raise  # one path: its error is the answer (400/404/409)
@@ -214,19 +217,22 @@ async def mkdir(ref: str, request: Request, up: UpstreamDep) -> dict[str, Any]:
 
 @router.post("/folders/{ref}/request-upload", summary="A token to upload one file (TUS)")
 async def request_upload(ref: str, request: Request, up: UpstreamDep) -> dict[str, Any]:
-    body = await _body(request)
+    body = await body_of(request)
     size = body.get("size", 0)
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise errors.InvalidArgument("size must be a non-negative integer")
-    message = pb.CreateUploadTokenRequest(vfolder_ref=ref, path=_str(body, "path"),
+    message = pb.CreateUploadTokenRequest(vfolder_ref=ref, path=str_of(body, "path"),
                                           size_bytes=size)
-    resp = await _call(up, request, "CreateUploadToken", message)
+    resp = await call(up, request, "CreateUploadToken", message)
     return {"url": resp.grant.url, "token": resp.grant.token}
 
 
 @router.post("/folders/{ref}/request-download", summary="A token to download one file")
 async def request_download(ref: str, request: Request, up: UpstreamDep) -> dict[str, Any]:
-    body = await _body(request)
-    message = pb.CreateDownloadTokenRequest(vfolder_ref=ref, path=_str(body, "path"))
-    resp = await _call(up, request, "CreateDownloadToken", message)
+    body = await body_of(request)
+    message = pb.CreateDownloadTokenRequest(vfolder_ref=ref, path=str_of(body, "path"))
+    resp = await call(up, request, "CreateDownloadToken", message)
     return {"url": resp.grant.url, "token": resp.grant.token}
+
+
+router.include_router(ops_router)

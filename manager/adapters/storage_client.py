@@ -42,19 +42,24 @@ def _entry(f: storage_pb2.File) -> FileEntry:
 
 
 class GrpcStorageClient:
-    def __init__(self, address: str, service_token: str, *, call_timeout: float = 30.0) -> None:
+    def __init__(self, address: str, service_token: str, *, call_timeout: float = 30.0,
+                 long_call_timeout: float = 3600.0) -> None:
         self.address = address
         self._channel = grpc.aio.insecure_channel(address)
         self._stub: Any = pb_grpc.StorageServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self._md = ((SERVICE_TOKEN_KEY, service_token),)
         self._timeout = call_timeout
+        self._long_timeout = long_call_timeout
+        """For calls that copy or delete whole folders (clone, recursive delete)."""
 
     async def close(self) -> None:
         await self._channel.close(grace=None)
 
-    async def _call(self, method: Callable[..., Awaitable[T]], request: Any) -> T:
+    async def _call(self, method: Callable[..., Awaitable[T]], request: Any, *,
+                    deadline_s: float | None = None) -> T:
         try:
-            return await method(request, metadata=self._md, timeout=self._timeout)
+            return await method(request, metadata=self._md,
+                                timeout=deadline_s or self._timeout)
         except grpc.aio.AioRpcError as exc:
             raise error_from_rpc(exc) from None
 
@@ -63,13 +68,25 @@ class GrpcStorageClient:
         return [VolumeInfo(name=v.name, backend=v.backend, mountable=v.mountable)
                 for v in resp.volumes]
 
-    async def create_folder(self, volume: str, folder_id: uuid.UUID) -> None:
-        await self._call(self._stub.CreateFolder,
-                         pb.CreateFolderRequest(volume=volume, folder_id=str(folder_id)))
+    async def create_folder(self, volume: str, folder_id: uuid.UUID,
+                            quota_bytes: int = 0) -> None:
+        await self._call(self._stub.CreateFolder, pb.CreateFolderRequest(
+            volume=volume, folder_id=str(folder_id), quota_bytes=quota_bytes))
+
+    async def clone_folder(self, volume: str, folder_id: uuid.UUID,
+                           target_id: uuid.UUID) -> None:
+        await self._call(self._stub.CloneFolder, pb.CloneFolderRequest(
+            volume=volume, folder_id=str(folder_id), target_folder_id=str(target_id)),
+            deadline_s=self._long_timeout)
+
+    async def set_quota(self, volume: str, folder_id: uuid.UUID, quota_bytes: int) -> None:
+        await self._call(self._stub.SetQuota, pb.SetQuotaRequest(
+            volume=volume, folder_id=str(folder_id), quota_bytes=quota_bytes))
 
     async def delete_folder(self, volume: str, folder_id: uuid.UUID) -> None:
         await self._call(self._stub.DeleteFolder,
-                         pb.DeleteFolderRequest(volume=volume, folder_id=str(folder_id)))
+                         pb.DeleteFolderRequest(volume=volume, folder_id=str(folder_id)),
+                         deadline_s=self._long_timeout)
 
     async def mount_path(self, volume: str, folder_id: uuid.UUID) -> str:
         resp = await self._call(self._stub.GetFolder,
@@ -99,6 +116,18 @@ class GrpcStorageClient:
             volume=volume, folder_id=str(folder_id), path=path, parents=parents,
             exist_ok=exist_ok))
         return _entry(resp.file)
+
+    async def move_file(self, volume: str, folder_id: uuid.UUID, src_path: str,
+                        dst_path: str) -> FileEntry:
+        resp = await self._call(self._stub.MoveFile, pb.MoveFileRequest(
+            volume=volume, folder_id=str(folder_id), src_path=src_path, dst_path=dst_path))
+        return _entry(resp.file)
+
+    async def delete_files(self, volume: str, folder_id: uuid.UUID, paths: list[str], *,
+                           recursive: bool) -> None:
+        await self._call(self._stub.DeleteFiles, pb.DeleteFilesRequest(
+            volume=volume, folder_id=str(folder_id), paths=paths, recursive=recursive),
+            deadline_s=self._long_timeout)
 
     async def transfer_token(self, volume: str, folder_id: uuid.UUID, path: str, *,
                              upload: bool, size_bytes: int) -> TransferGrant:

@@ -172,3 +172,119 @@ def test_bai_cli_vfolder_commands(vcluster: Cluster, tmp_path: Path) -> None:
     bad = bai(vcluster, "vfolder", "ls", name, "../..", cwd=tmp_path)
     assert bad.returncode == 1 and "error:" in bad.stderr
     assert "deleted" in ok("vfolder", "delete", name)
+
+
+def _second_user(cluster: Cluster, email: str) -> tuple[str, str]:
+    """A plain user in the cluster's database (written while the manager runs: real rows)."""
+    import asyncio
+
+    from bai.common import auth
+    from bai.manager.adapters.db import Database
+    from bai.manager.adapters.db.accounts import create_user
+
+    access_key, secret_key = auth.generate_keypair()
+
+    async def make() -> None:
+        db = Database(cluster.db_url)
+        try:
+            await create_user(db, email=email, access_key=access_key, secret_key=secret_key)
+        finally:
+            await db.close()
+
+    asyncio.run(make())
+    return access_key, secret_key
+
+
+def official_as(cluster: Cluster, keys: tuple[str, str] | None, *args: str, stdin: str = "",
+                cwd: Path | None = None) -> str:
+    """Runs the official client (as ``keys``, default the cluster's admin); stdout + stderr."""
+    env = cluster.client_env()
+    if keys is not None:
+        env.update(BACKEND_ACCESS_KEY=keys[0], BACKEND_SECRET_KEY=keys[1])
+    with tempfile.TemporaryDirectory(prefix="bai-client-") as empty:
+        out = subprocess.run([str(OFFICIAL_CLIENT), *args], cwd=cwd or empty, env=env,
+                             input=stdin, capture_output=True, text=True, timeout=180)
+    text = out.stdout + out.stderr
+    assert "Traceback" not in text, text
+    return text
+
+
+@pytest.mark.official_client
+def test_official_client_invitations_shares_and_leave(vcluster: Cluster) -> None:
+    if not OFFICIAL_CLIENT.exists():
+        pytest.fail(f"official client missing at {OFFICIAL_CLIENT}: run `make test` (installs it)")
+    email = f"bob-{uuid.uuid4().hex[:6]}@localhost"
+    bob = _second_user(vcluster, email)
+    name = "vm-" + uuid.uuid4().hex[:8]
+    assert "is created" in official_as(vcluster, None, "vfolder", "create", name)
+    out = official_as(vcluster, None, "vfolder", "invite", name, email, "-p", "ro")
+    assert "Invitation sent to:" in out and email in out, out
+    out = official_as(vcluster, bob, "vfolder", "invitations", stdin="1\na\n")
+    assert "read-only" in out and f"You can now access vfolder {name}" in out, out
+    out = official_as(vcluster, bob, "vfolder", "list")  # GraphQL vfolder_list
+    assert name in out and "ro" in out, out
+    out = official_as(vcluster, None, "vfolder", "share", name, email, "-p", "rw")
+    assert "Shared with rw permission to:" in out and email in out, out
+    out = official_as(vcluster, bob, "vfolder", "leave", name)
+    assert f'Left the shared virtual folder "{name}"' in out, out
+    assert name not in official_as(vcluster, bob, "vfolder", "list")
+
+
+@pytest.mark.official_client
+def test_official_client_files_clone_rename_and_trash(vcluster: Cluster, tmp_path: Path) -> None:
+    if not OFFICIAL_CLIENT.exists():
+        pytest.fail(f"official client missing at {OFFICIAL_CLIENT}: run `make test` (installs it)")
+    name = "vt-" + uuid.uuid4().hex[:8]
+    assert "is created" in official_as(vcluster, None, "vfolder", "create", name)
+    (tmp_path / "a.txt").write_text("payload")
+    assert "Done" in official_as(vcluster, None, "vfolder", "upload", name, "a.txt",
+                                 cwd=tmp_path)
+    assert "Renamed" in official_as(vcluster, None, "vfolder", "rename-file", name, "a.txt",
+                                    "b.txt")
+    assert "Moved" in official_as(vcluster, None, "vfolder", "mv", name, "b.txt", "c.txt")
+    out = official_as(vcluster, None, "vfolder", "clone", name, name + "-copy", "local")
+    assert "not allowed" in out, out
+    assert "Updated" in official_as(vcluster, None, "vfolder", "update-options", name,
+                                    "--set-cloneable", "true")
+    out = official_as(vcluster, None, "vfolder", "clone", name, name + "-copy", "local")
+    assert "Cloning the vfolder is complete" in out, out
+    assert "c.txt" in official_as(vcluster, None, "vfolder", "ls", name + "-copy")
+    assert "Done" in official_as(vcluster, None, "vfolder", "rm", name, "c.txt", stdin="y\n")
+    assert "c.txt" not in official_as(vcluster, None, "vfolder", "ls", name)
+
+    renamed = name + "-r"
+    assert "Renamed" in official_as(vcluster, None, "vfolder", "rename", name, renamed)
+    assert "Deleted" in official_as(vcluster, None, "vfolder", "delete", renamed)
+    assert "Restored" in official_as(vcluster, None, "vfolder", "restore", renamed)
+    assert "Deleted" in official_as(vcluster, None, "vfolder", "delete", renamed)
+    assert "Purged" in official_as(vcluster, None, "vfolder", "purge", renamed)
+    with vcluster.client() as c:
+        gone = c.request("GET", "/folders/_/id", json={"name": renamed})
+        assert gone.status_code == 404, gone.text
+
+
+def test_a_shared_folder_mounts_with_the_shared_permission(vcluster: Cluster) -> None:
+    from cluster import SignedAuth
+
+    email = f"ro-{uuid.uuid4().hex[:6]}@localhost"
+    bob = _second_user(vcluster, email)
+    name, session = "sh-" + uuid.uuid4().hex[:8], "b-" + uuid.uuid4().hex[:8]
+    with vcluster.client() as c, httpx.Client(base_url=vcluster.gateway_url, timeout=120,
+                                              auth=SignedAuth(*bob)) as b:
+        assert c.post("/folders", json={"name": name}).status_code == 201
+        folder = c.request("GET", "/folders/_/id", json={"name": name}).json()["id"]
+        r = c.post(f"/folders/{folder}/share", json={"permission": "ro", "emails": [email]})
+        assert r.json() == {"shared_emails": [email]}, r.text
+        body = {"image": "python", "name": session, "config": {
+            "mounts": [name], "resources": {"cpu": "1", "mem": "256m"}}}
+        r = b.post("/session", json=body)
+        assert r.status_code == 201 and r.json()["status"] == "RUNNING", r.text
+        try:
+            out = _run(b, session, "import errno, os\n"
+                                   f"print(sorted(os.listdir('/home/work/{name}')))\ntry:\n"
+                                   f"    open('/home/work/{name}/x.txt','w')\n"
+                                   "except OSError as e:\n    print('refused', "
+                                   "errno.errorcode[e.errno])")
+            assert "[]" in out and "refused EROFS" in out, out
+        finally:
+            b.delete(f"/session/{session}")
