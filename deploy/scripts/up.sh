@@ -46,7 +46,8 @@ options = { path = "$STATE/vfroot/local" }
 TOML
 fi
 
-"$VENV/bin/python" -m bai.manager bootstrap --db-url "$DB_URL" --access-key "$ACCESS_KEY" --secret-key "$SECRET_KEY"
+"$VENV/bin/python" -m bai.manager bootstrap --db-url "$DB_URL" --access-key "$ACCESS_KEY" --secret-key "$SECRET_KEY" \
+  --password-file "$STATE/admin-password"
 
 start() {  # name, command...
   local name=$1; shift

@@ -2,17 +2,45 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
+from bai.gateway.auth import Metadata
 from bai.gateway.upstream import ServerStream, Unary, Upstream, method_path
 from bai.pb.manager.v1 import admin_service_pb2 as admin_pb
+from bai.pb.manager.v1 import auth_service_pb2 as auth_pb
 from bai.pb.manager.v1 import event_service_pb2 as events_pb
+from bai.pb.manager.v1 import tenancy_service_pb2 as tenancy_pb
+from google.protobuf.message import Message
 from starlette.requests import HTTPConnection
 
-__all__ = ["AdminCalls", "admin_calls"]
+__all__ = ["AdminCalls", "TenancyCalls", "admin_calls"]
 
 _ADMIN = admin_pb.DESCRIPTOR.services_by_name["AdminService"]
 _EVENTS = events_pb.DESCRIPTOR.services_by_name["EventService"]
+
+
+_TENANCY = tenancy_pb.DESCRIPTOR.services_by_name["TenancyService"]
+_AUTH = auth_pb.DESCRIPTOR.services_by_name["AuthService"]
+
+
+@dataclass(slots=True)
+class TenancyCalls:
+    """TenancyService and AuthService methods by name, each built once on first use."""
+
+    up: Upstream
+    _calls: dict[str, Unary[Any]] = field(default_factory=dict)
+
+    async def __call__(self, method: str, request: Message, metadata: Metadata) -> Any:
+        call = self._calls.get(method)
+        if call is None:
+            service, module = (_AUTH, auth_pb) if method == "Authorize" else (_TENANCY,
+                                                                             tenancy_pb)
+            descriptor = service.methods_by_name[method]
+            response_type = getattr(module, descriptor.output_type.name)
+            call = self._calls[method] = Unary(self.up.channel, method_path(descriptor),
+                                               response_type)
+        return await call(request, metadata=metadata, deadline=self.up.config.call_timeout)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +51,7 @@ class AdminCalls:
     list_agents: Unary[admin_pb.ListAgentsResponse]
     query_sessions: Unary[admin_pb.QuerySessionsResponse]
     watch_session: ServerStream[events_pb.WatchSessionEventsResponse]
+    tenancy: TenancyCalls
 
 
 def _build(up: Upstream) -> AdminCalls:
@@ -37,6 +66,7 @@ def _build(up: Upstream) -> AdminCalls:
                              admin_pb.QuerySessionsResponse),
         watch_session=ServerStream(ch, method_path(_EVENTS.methods_by_name["WatchSessionEvents"]),
                                    events_pb.WatchSessionEventsResponse),
+        tenancy=TenancyCalls(up),
     )
 
 

@@ -23,11 +23,17 @@ import grpc
 import strawberry
 from bai.common import rpc
 from bai.gateway.admin.calls import AdminCalls, admin_calls
+from bai.gateway.admin.subscriptions import Subscription
+from bai.gateway.admin.tenancy_gql import TenancyMutation, TenancyQuery
+from bai.gateway.admin.vfolders_gql import BigInt as VFolderBigInt
+from bai.gateway.admin.vfolders_gql import VFolderQuery
 from bai.gateway.auth import Metadata
+from bai.gateway.errors import problem_for_code
 from bai.gateway.upstream import Upstream
 from bai.pb.manager.v1 import admin_service_pb2 as admin_pb
 from bai.pb.manager.v1 import session_pb2 as session_pb
 from bai.pb.manager.v1 import session_service_pb2 as sessions_pb
+from bai.pb.manager.v1 import tenancy_service_pb2 as tenancy_pb
 from fastapi import APIRouter
 from google.protobuf.timestamp_pb2 import Timestamp
 from graphql import GraphQLError
@@ -35,6 +41,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import merge_types
 from strawberry.types.scalar import ScalarDefinition
 
 __all__ = ["MAX_DEPTH", "MAX_QUERY_BYTES", "router", "schema"]
@@ -67,6 +74,8 @@ _SCALARS: dict[object, ScalarDefinition] = {
         description="An integer that may exceed 32 bits.",
     ),
 }
+
+_SCALARS[VFolderBigInt] = _SCALARS[BigInt]  # vfolders_gql's BigInt is the same scalar
 
 # Backend.AI statuses bai has no counterpart for: accepted in filters, matching nothing.
 _FOREIGN_STATUSES = frozenset({"RUNNING_DEGRADED"})
@@ -193,10 +202,11 @@ class KeyPair:
         return cls(
             user_id=k.user_email, user=UUID(k.user_id), access_key=k.access_key,
             secret_key=k.secret_key or None, is_active=k.is_active, is_admin=k.is_admin,
-            created_at=_time(k.create_time), last_used=None, modified_at=None,
-            resource_policy="default", rate_limit=0, num_queries=0,
+            created_at=_time(k.create_time), last_used=_time(k.last_used_time),
+            modified_at=None, resource_policy=k.resource_policy or "default",
+            rate_limit=k.rate_limit, num_queries=0,
             concurrency_used=k.concurrency_used, projects=list(k.projects),
-            user_info=UserInfo(full_name="", email=k.user_email), role=k.role,
+            user_info=UserInfo(full_name=k.user_full_name, email=k.user_email), role=k.role,
         )
 
 
@@ -206,7 +216,7 @@ class KeyPairList:
     total_count: int
 
 
-@strawberry.type
+@strawberry.type(name="UserGroup")
 class Group:
     id: UUID
     name: str
@@ -240,13 +250,14 @@ class User:
         ident = UUID(u.id)
         return cls(
             uuid=ident, id=ident, username=u.username, email=u.email, role=u.role,
-            full_name="", description="", need_password_change=False, status=u.status,
+            full_name=u.full_name, description=u.description,
+            need_password_change=u.need_password_change, status=u.status,
             status_info=None, is_active=u.status == "active", created_at=_time(u.create_time),
             modified_at=None, domain_name=u.domain,
             groups=[Group(id=UUID(p.id), name=p.name) for p in u.projects],
             allowed_client_ip=None, sudo_session_enabled=False,
             main_access_key=u.main_access_key or None, totp_activated=False,
-            resource_policy="default",
+            resource_policy=u.resource_policy or "default",
         )
 
 
@@ -410,9 +421,24 @@ class ComputeSessionList:
 @strawberry.type
 class Query:
     @strawberry.field(  # type: ignore[untyped-decorator]
-        description="The caller's own keypair.")
-    async def keypair(self, info: strawberry.Info[Context, None]) -> KeyPair:
+        description="A keypair: the caller's own, or (admins) the one named by access_key.")
+    async def keypair(self, info: strawberry.Info[Context, None],
+                      domain_name: str | None = None,
+                      access_key: str | None = None) -> KeyPair | None:
         ctx = _ctx(info)
+        if access_key:
+            try:
+                found = await ctx.calls.tenancy(
+                    "LookupKeypair", tenancy_pb.LookupKeypairRequest(access_key=access_key),
+                    ctx.metadata)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.NOT_FOUND:
+                    return None
+                raise _rpc_error(exc) from None
+            keypair = KeyPair.of(found.keypair)
+            if domain_name is not None and domain_name != found.keypair.user_domain:
+                return None
+            return keypair
         response = await _call(ctx, ctx.calls.get_keypair(
             admin_pb.GetKeypairRequest(), metadata=ctx.metadata,
             deadline=ctx.up.config.call_timeout))
@@ -425,10 +451,10 @@ class Query:
         is_active: bool | None = None, domain_name: str | None = None,
         filter: str | None = None, order: str | None = None,
     ) -> KeyPairList:
-        _unsupported(filter=filter, order=order)
         ctx = _ctx(info)
         request = admin_pb.ListKeypairsRequest(page=_page(limit, offset),
-                                               domain=domain_name or "")
+                                               domain=domain_name or "", filter=filter or "",
+                                               order=order or "")
         if is_active is not None:
             request.is_active = is_active
         response = await _call(ctx, ctx.calls.list_keypairs(
@@ -443,10 +469,11 @@ class Query:
         status: str | None = None, group_id: UUID | None = None,
         filter: str | None = None, order: str | None = None,
     ) -> UserList:
-        _unsupported(group_id=group_id, filter=filter, order=order)
         ctx = _ctx(info)
         response = await _call(ctx, ctx.calls.list_users(
-            admin_pb.ListUsersRequest(page=_page(limit, offset), status=status or ""),
+            admin_pb.ListUsersRequest(page=_page(limit, offset), status=status or "",
+                                      filter=filter or "", order=order or "",
+                                      project_id=str(group_id) if group_id else ""),
             metadata=ctx.metadata, deadline=ctx.up.config.call_timeout))
         return UserList(items=[User.of(u) for u in response.users],
                         total_count=response.total_count)
@@ -504,7 +531,9 @@ class Query:
 
 
 schema = strawberry.Schema(
-    query=Query,
+    query=merge_types("Query", (Query, VFolderQuery, TenancyQuery)),  # vfolders_gql.py,
+    mutation=merge_types("Mutation", (TenancyMutation,)),  # tenancy_gql.py (admin CRUD)
+    subscription=Subscription,  # over WebSocket only: gateway/admin/subscriptions.py
     config=StrawberryConfig(auto_camel_case=False, scalar_map=_SCALARS),
     extensions=[
         functools.partial(QueryDepthLimiter, max_depth=MAX_DEPTH),
@@ -547,4 +576,13 @@ async def graphql(request: Request) -> JSONResponse:
     payload: dict[str, Any] = {"data": result.data}
     if result.errors:
         payload["errors"] = [error.formatted for error in result.errors]
+        # The manager authenticates each call; a refused credential (unknown or deactivated
+        # keypair, bad signature) fails the whole request with Backend.AI's 401, as its
+        # auth middleware would, rather than a field error under HTTP 200.
+        for error in result.errors:
+            extensions = error.extensions or {}
+            if extensions.get("code") == "UNAUTHENTICATED":
+                return problem_for_code(grpc.StatusCode.UNAUTHENTICATED,
+                                        str(extensions.get("reason", "UNAUTHENTICATED")),
+                                        error.message).response()
     return JSONResponse(payload)

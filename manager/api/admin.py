@@ -40,14 +40,19 @@ def user_to_proto(u: UserView) -> pb.User:
     return pb.User(id=str(u.id), email=u.email, username=u.username, role=u.role.value,
                    domain=u.domain, status=u.status, create_time=_ts(u.created_at),
                    projects=[pb.ProjectRef(id=str(p.id), name=p.name) for p in u.projects],
-                   main_access_key=u.main_access_key)
+                   main_access_key=u.main_access_key, full_name=u.full_name,
+                   description=u.description, need_password_change=u.need_password_change,
+                   resource_policy=u.resource_policy, has_password=u.has_password)
 
 
 def keypair_to_proto(k: KeypairView) -> pb.Keypair:
     return pb.Keypair(access_key=k.access_key, secret_key=k.secret_key, user_id=str(k.user_id),
                       user_email=k.user_email, is_active=k.is_active, is_admin=k.is_admin,
                       create_time=_ts(k.created_at), projects=list(k.projects),
-                      concurrency_used=k.concurrency_used, role=k.role.value)
+                      concurrency_used=k.concurrency_used, role=k.role.value,
+                      resource_policy=k.resource_policy, rate_limit=k.rate_limit,
+                      last_used_time=_ts(k.last_used) if k.last_used else None,
+                      user_full_name=k.user_full_name, user_domain=k.domain)
 
 
 def agent_to_proto(a: AgentRecord) -> pb.Agent:
@@ -77,16 +82,18 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     async def ListUsers(
         self, request: pb.ListUsersRequest, context: Context
     ) -> pb.ListUsersResponse:
-        users, total = await self._queries.users(principal(), request.status,
-                                                 page_of(*_page(request.page)))
+        users, total = await self._queries.users(
+            principal(), request.status, page_of(*_page(request.page)), request.filter,
+            request.order, request.project_id)
         return pb.ListUsersResponse(users=[user_to_proto(u) for u in users], total_count=total)
 
     async def ListKeypairs(
         self, request: pb.ListKeypairsRequest, context: Context
     ) -> pb.ListKeypairsResponse:
         is_active = request.is_active if request.HasField("is_active") else None
-        keypairs, total = await self._queries.keypairs(principal(), is_active, request.domain,
-                                                       page_of(*_page(request.page)))
+        keypairs, total = await self._queries.keypairs(
+            principal(), is_active, request.domain, page_of(*_page(request.page)),
+            request.filter, request.order)
         return pb.ListKeypairsResponse(keypairs=[keypair_to_proto(k) for k in keypairs],
                                        total_count=total)
 

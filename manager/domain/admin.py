@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
+from bai.common.errors import InvalidArgument
 from bai.manager.domain.errors import InvalidSessionRequest, NotAllowed
 from bai.manager.domain.model import (
     LIVE_STATES,
@@ -22,11 +23,14 @@ from bai.manager.domain.model import (
     SessionRecord,
     SessionState,
 )
+from bai.manager.domain.query_filter import FieldType, Filter, OrderBy, parse_filter, parse_order
 
 __all__ = [
+    "NO_QUERY",
     "AdminQueries",
     "AdminRepository",
     "KeypairView",
+    "ListQuery",
     "Page",
     "ProjectRef",
     "Scope",
@@ -50,6 +54,10 @@ class Scope:
     domain: str | None = None
     user_id: uuid.UUID | None = None
     access_key: str | None = None
+    project_ids: frozenset[uuid.UUID] | None = None
+    """Users: only members of these projects."""
+    project_names: frozenset[str] = frozenset()
+    """Sessions: also those started in these projects of ``domain`` (a project admin's)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +77,11 @@ class UserView:
     created_at: datetime
     projects: tuple[ProjectRef, ...]
     main_access_key: str
+    full_name: str = ""
+    description: str = ""
+    need_password_change: bool = False
+    resource_policy: str = "default"
+    has_password: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,15 +96,44 @@ class KeypairView:
     created_at: datetime
     projects: tuple[str, ...]
     concurrency_used: int
+    resource_policy: str = "default"
+    rate_limit: int = 0
+    last_used: datetime | None = None
+    user_full_name: str = ""
+    domain: str = ""
+    """The owner's domain."""
+
+
+USER_FILTER_FIELDS: dict[str, FieldType] = {
+    "email": str, "username": str, "full_name": str, "description": str, "role": str,
+    "status": str, "domain_name": str, "need_password_change": bool}
+USER_ORDER_FIELDS: dict[str, FieldType] = {**USER_FILTER_FIELDS, "created_at": str}
+KEYPAIR_FILTER_FIELDS: dict[str, FieldType] = {
+    "access_key": str, "user_id": str, "is_active": bool, "is_admin": bool,
+    "resource_policy": str, "rate_limit": int}
+KEYPAIR_ORDER_FIELDS: dict[str, FieldType] = {**KEYPAIR_FILTER_FIELDS, "created_at": str}
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    """Backend.AI's filter and order for a list (see :mod:`bai.manager.domain.query_filter`)."""
+
+    where: Filter | None = None
+    order: tuple[OrderBy, ...] = ()
+
+
+NO_QUERY = ListQuery()
+"""No filter, the default order."""
 
 
 class AdminRepository(Protocol):
     async def list_users(
-        self, scope: Scope, status: str, page: Page
+        self, scope: Scope, status: str, page: Page, query: ListQuery = NO_QUERY
     ) -> tuple[list[UserView], int]: ...
 
     async def list_keypairs(
-        self, scope: Scope, is_active: bool | None, domain: str, page: Page
+        self, scope: Scope, is_active: bool | None, domain: str, page: Page,
+        query: ListQuery = NO_QUERY
     ) -> tuple[list[KeypairView], int]: ...
 
     async def get_keypair(self, access_key: str) -> KeypairView | None: ...
@@ -137,14 +179,28 @@ class AdminQueries:
         return keypair
 
     async def users(
-        self, who: Principal, status: str, page: Page
+        self, who: Principal, status: str, page: Page, filter_text: str = "",
+        order_text: str = "", project_id: str = ""
     ) -> tuple[list[UserView], int]:
-        return await self._repo.list_users(_user_scope(who), status, page)
+        query = ListQuery(parse_filter(filter_text, USER_FILTER_FIELDS),
+                          parse_order(order_text, USER_ORDER_FIELDS))
+        scope = _user_scope(who)
+        if project_id:
+            try:
+                scope = replace(scope, project_ids=frozenset({uuid.UUID(project_id)}))
+            except ValueError as exc:
+                raise InvalidArgument(f"project id {project_id!r} is not a UUID",
+                                      reason="INVALID_ID") from exc
+        return await self._repo.list_users(scope, status, page, query)
 
     async def keypairs(
-        self, who: Principal, is_active: bool | None, domain: str, page: Page
+        self, who: Principal, is_active: bool | None, domain: str, page: Page,
+        filter_text: str = "", order_text: str = ""
     ) -> tuple[list[KeypairView], int]:
-        items, total = await self._repo.list_keypairs(_user_scope(who), is_active, domain, page)
+        query = ListQuery(parse_filter(filter_text, KEYPAIR_FILTER_FIELDS),
+                          parse_order(order_text, KEYPAIR_ORDER_FIELDS))
+        items, total = await self._repo.list_keypairs(_user_scope(who), is_active, domain,
+                                                      page, query)
         if not who.is_superadmin:
             items = [k if k.user_id == who.user_id else replace(k, secret_key="")
                      for k in items]
@@ -167,5 +223,6 @@ class AdminQueries:
         else:
             if access_key and access_key != who.access_key:
                 return [], 0
-            scope = Scope(access_key=who.access_key)
+            managed = frozenset(p.name for p in who.projects if p.role == "admin")
+            scope = Scope(access_key=who.access_key, domain=who.domain, project_names=managed)
         return await self._repo.query_sessions(scope, states or LIVE_STATES, page)

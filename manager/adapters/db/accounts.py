@@ -13,8 +13,9 @@ from bai.manager.adapters.db.tables import (
     ProjectRow,
     UserRow,
 )
-from bai.manager.domain.model import KeypairInfo, Role, utcnow
-from sqlalchemy import select
+from bai.manager.domain.model import KeypairInfo, ProjectGrant, Role, utcnow
+from bai.manager.domain.passwords import hash_password
+from sqlalchemy import select, update
 
 __all__ = ["ADMIN_EMAIL", "SqlAccountRepository", "bootstrap_admin", "create_user"]
 
@@ -37,9 +38,15 @@ class SqlAccountRepository:
                     .where(KeypairRow.access_key == access_key)
                 )
             ).first()
-        if row is None:
-            return None
-        keypair, user = row
+            if row is None:
+                return None
+            keypair, user = row
+            # Memberships ride along so that RBAC (project admins) needs no query per call.
+            grants = (await s.execute(
+                select(ProjectRow.id, ProjectRow.name, ProjectMemberRow.role)
+                .join(ProjectMemberRow, ProjectMemberRow.project_id == ProjectRow.id)
+                .where(ProjectMemberRow.user_id == user.id)
+            )).all()
         return KeypairInfo(
             access_key=keypair.access_key,
             secret_key=keypair.secret_key,
@@ -49,6 +56,9 @@ class SqlAccountRepository:
             email=user.email,
             role=Role(user.role),
             domain=user.domain_name,
+            projects=tuple(ProjectGrant(id=i, name=n, role=r) for i, n, r in grants),
+            rate_limit=keypair.rate_limit,
+            resource_policy=keypair.resource_policy or "default",
         )
 
     async def project_exists(self, domain: str, project: str) -> bool:
@@ -109,11 +119,21 @@ async def create_user(
         return user.id
 
 
-async def bootstrap_admin(db: Database, access_key: str, secret_key: str) -> uuid.UUID:
-    """Domain "default", project "default", superadmin admin@localhost with this keypair."""
+async def bootstrap_admin(db: Database, access_key: str, secret_key: str,
+                          password: str | None = None) -> uuid.UUID:
+    """Domain "default", project "default", superadmin admin@localhost with this keypair.
+
+    ``password`` becomes the superadmin's web-login password only while it has none, so a
+    password changed later is never reset by a rerun.
+    """
     user_id = await create_user(
         db, email=ADMIN_EMAIL, access_key=access_key, secret_key=secret_key,
         role=Role.SUPERADMIN,
     )
+    if password:
+        async with db.write() as s:
+            await s.execute(update(UserRow).where(UserRow.id == user_id,
+                                                  UserRow.password_hash.is_(None))
+                            .values(password_hash=hash_password(password)))
     log.info("bootstrapped superadmin %s with access key %s", ADMIN_EMAIL, access_key)
     return user_id
