@@ -1,78 +1,209 @@
-"""Signed ``GET /session/{ref}`` of one running session through the gateway (one uvicorn worker).
+"""P7: signed ``GET /session/{id}`` of one running session through the gateway, on one core.
 
-Concurrent keep-alive clients for ``--seconds``; the signature (Date within the skew window)
-is computed once, as a client reusing it for a few minutes may. Last line: `req_per_s=<x>`.
+A real manager process (SQLite by default) and a real gateway process (one uvicorn worker,
+pinned to one CPU with ``sched_setaffinity``); the session is made RUNNING by a protocol agent
+(tests/manager/manager_harness.py: real gRPC, no containers — the GET path never reaches an
+agent, so Docker is not needed). Every response is checked (status 200 and the session id).
+
+The load generator is a minimal HTTP/1.1 keep-alive client on raw asyncio streams (a few µs per
+request, unlike httpx's ~1 ms), pinned to the other CPU with the manager. The signature (Date
+within the skew window) is computed once, as a client reusing it for a few minutes may.
+
+Baseline in the same run: the same load against a bare uvicorn app on the same pinned core that
+answers a fixed JSON body (the ceiling of one uvicorn worker here). Last line:
+``req_per_s=<x> of_bare=<gateway / bare>``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import secrets
+import socket
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
+from pathlib import Path
 
-import httpx
-from _cluster import Cluster, start_cluster
-from bai.common import auth
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "tests" / "support"), str(ROOT / "tests" / "manager")]
+
+from bai.common import auth  # noqa: E402
+from manager_harness import ProtocolAgent, prepare_db  # noqa: E402
+
+_BARE_APP = """
+import uvicorn
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body = b'{"sessionId":"00000000-0000-0000-0000-000000000000","status":"RUNNING"}'
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+uvicorn.run(app, host="127.0.0.1", port=int(__import__("sys").argv[1]), log_level="warning",
+            access_log=False)
+"""
 
 
-def _headers(cluster: Cluster, path: str) -> dict[str, str]:
-    date = auth.now_date()
-    signed = auth.SignedRequest("GET", path, date, cluster.gateway_addr,
-                                "application/octet-stream", auth.API_VERSION)
-    return {
-        "Date": date,
-        "X-BackendAI-Version": auth.API_VERSION,
-        "Authorization": auth.authorization_header(
-            cluster.access_key, auth.sign(signed, cluster.secret_key)),
-    }
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
-async def _load(cluster: Cluster, path: str, seconds: float, concurrency: int) -> tuple[int, int]:
-    headers = _headers(cluster, path)
+def _spawn(args: list[str], cpu: int, log: Path) -> subprocess.Popen[bytes]:
+    cpus = sorted(os.sched_getaffinity(0))
+    pinned = {cpus[cpu % len(cpus)]}
+    return subprocess.Popen(args, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+                            preexec_fn=lambda: os.sched_setaffinity(0, pinned))
+
+
+async def _wait_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+    for _ in range(600):
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited; see {log}")
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _request(host: str, path: str, headers: dict[str, str]) -> bytes:
+    lines = [f"GET {path} HTTP/1.1", f"Host: {host}", *(f"{k}: {v}" for k, v in headers.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+async def _load(port: int, request: bytes, expect: bytes, seconds: float,
+                concurrency: int) -> tuple[int, int]:
     ok = failed = 0
     deadline = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=cluster.gateway_url, limits=limits,
-                                 timeout=30) as client:
 
-        async def worker() -> None:
-            nonlocal ok, failed
+    async def worker() -> None:
+        nonlocal ok, failed
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
             while time.perf_counter() < deadline:
-                r = await client.get(path, headers=headers)
-                if r.status_code == 200:
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                body = await reader.readexactly(length)
+                if head.startswith(b"HTTP/1.1 200") and expect in body:
                     ok += 1
                 else:
                     failed += 1
+        finally:
+            writer.close()
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
     return ok, failed
+
+
+def _signed(host: str, path: str, keys: object) -> dict[str, str]:
+    date = auth.now_date()
+    signed = auth.SignedRequest("GET", path, date, host, "application/octet-stream",
+                                auth.API_VERSION)
+    return {"Date": date, "X-BackendAI-Version": auth.API_VERSION,
+            "Authorization": auth.authorization_header(
+                keys.access_key, auth.sign(signed, keys.secret_key))}  # type: ignore[attr-defined]
+
+
+async def _run(args: argparse.Namespace) -> None:
+    work = Path(tempfile.mkdtemp(prefix="bai-bench-"))
+    db_url = args.db_url or f"sqlite+aiosqlite:///{work}/m.db"
+    _, user = await prepare_db(db_url)
+    token = secrets.token_hex(16)
+    mport, gport, bport = _free_port(), _free_port(), _free_port()
+    py = sys.executable
+    procs = [
+        _spawn([py, "-m", "bai.manager", "serve", "--listen", f"127.0.0.1:{mport}",
+                "--db-url", db_url, "--service-token", token, "--log-level", "WARNING"],
+               0, work / "manager.log"),
+        _spawn([py, "-m", "bai.gateway", "serve", "--listen", f"127.0.0.1:{gport}",
+                "--manager", f"127.0.0.1:{mport}", "--service-token", token,
+                "--log-level", "warning", "--rate-limit", "100000000"], 1, work / "gateway.log"),
+        _spawn([py, "-c", _BARE_APP, str(bport)], 1, work / "bare.log"),
+    ]
+    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    print(f"pids manager={procs[0].pid} gateway={procs[1].pid} (for a profiler)", flush=True)
+    agent: ProtocolAgent | None = None
+    try:
+        await _wait_port(mport, procs[0], work / "manager.log")
+        await _wait_port(gport, procs[1], work / "gateway.log")
+        await _wait_port(bport, procs[2], work / "bare.log")
+        agent = await ProtocolAgent("i-bench-" + secrets.token_hex(3), f"127.0.0.1:{mport}",
+                                    token).start()
+        await asyncio.wait_for(agent.registered.wait(), 30)
+        session_id = await _create_session(gport, user)
+        host = f"127.0.0.1:{gport}"
+        path = f"/session/{session_id}"
+        request = _request(host, path, _signed(host, path, user))
+        bare = _request(f"127.0.0.1:{bport}", path, {})
+        expect = session_id.encode()
+        zero = b"00000000-0000"
+        await _load(gport, request, expect, 1.0, args.concurrency)  # warm-up
+        await _load(bport, bare, zero, 0.5, args.concurrency)
+        results = {}
+        for label, port, req, exp in (("bare uvicorn (baseline)", bport, bare, zero),
+                                      ("gateway GET session", gport, request, expect)):
+            cpu0 = {name: _cpu_seconds(p.pid) for name, p in zip(("manager", "gateway", "bare"),
+                                                                  procs, strict=True)}
+            t0 = time.perf_counter()
+            ok, failed = await _load(port, req, exp, args.seconds, args.concurrency)
+            elapsed = time.perf_counter() - t0
+            busy = " ".join(
+                f"{name}_cpu={(_cpu_seconds(p.pid) - cpu0[name]) / elapsed:.0%}"
+                for name, p in zip(("manager", "gateway", "bare"), procs, strict=True))
+            results[label] = ok / elapsed
+            print(f"{label:<26} requests={ok} failed={failed} seconds={elapsed:.1f} "
+                  f"req_per_s={ok / elapsed:.1f} {busy}")
+            if failed:
+                raise SystemExit(f"{failed} responses were not 200 with the session")
+    finally:
+        if agent is not None:
+            await agent.stop()
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=15)
+    gateway, baseline = results["gateway GET session"], results["bare uvicorn (baseline)"]
+    print(f"req_per_s={gateway:.1f} of_bare={gateway / baseline:.2f}")
+
+
+async def _create_session(port: int, user: object) -> str:
+    import httpx
+    from cluster import SignedAuth
+
+    signer = SignedAuth(user.access_key, user.secret_key)  # type: ignore[attr-defined]
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", auth=signer,
+                                 timeout=60) as client:
+        body = {"name": "gwb-" + uuid.uuid4().hex[:8], "image": "python",
+                "config": {"resources": {"cpu": "1"}}}
+        r = await client.post("/session", json=body)
+        assert r.status_code in (200, 201) and r.json()["status"] == "RUNNING", r.text
+        return str(r.json()["sessionId"])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=16)
-    args = parser.parse_args()
-    db = f"sqlite+aiosqlite:///{tempfile.mkdtemp(prefix='bai-bench-')}/m.db"
-    cluster = start_cluster(db)
-    try:
-        with cluster.client() as c:
-            name = "gwb-" + uuid.uuid4().hex[:8]
-            body = {"name": name, "image": "python", "config": {"resources": {"cpu": "1"}}}
-            r = c.post("/session", json=body)
-            assert r.status_code in (200, 201), r.text
-            path = f"/session/{r.json()['sessionId']}"
-            asyncio.run(_load(cluster, path, 1.0, args.concurrency))  # warm-up
-            t0 = time.perf_counter()
-            ok, failed = asyncio.run(_load(cluster, path, args.seconds, args.concurrency))
-            elapsed = time.perf_counter() - t0
-            c.delete(f"/session/{name}")
-    finally:
-        cluster.shutdown()
-    print(f"requests={ok} failed={failed} seconds={elapsed:.1f} concurrency={args.concurrency}")
-    print(f"req_per_s={ok / elapsed:.1f}")
+    parser.add_argument("--db-url", default="", help="manager database (default: a temp SQLite)")
+    asyncio.run(_run(parser.parse_args()))
 
 
 if __name__ == "__main__":

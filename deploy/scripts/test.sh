@@ -7,7 +7,7 @@ cd "$ROOT"
 mkdir -p "$STATE/logs"
 t0=$(date +%s)
 
-apt_install docker.io mmdebstrap postgresql-15 ca-certificates openssh-client
+apt_install docker.io mmdebstrap postgresql-15 ca-certificates openssh-client redis-server
 ensure_venv "[dev]"
 ensure_docker
 ensure_image

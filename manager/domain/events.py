@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from bai.manager.domain.model import AgentStatus, SessionState
 
-__all__ = ["AgentChanged", "Event", "SessionChanged"]
+__all__ = ["AgentChanged", "CredentialsChanged", "Event", "SessionChanged"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,4 +27,9 @@ class AgentChanged:
     status: AgentStatus
 
 
-Event = SessionChanged | AgentChanged
+@dataclass(frozen=True, slots=True)
+class CredentialsChanged:
+    """Users, keypairs or memberships changed: every replica drops its cached credentials."""
+
+
+Event = SessionChanged | AgentChanged | CredentialsChanged
