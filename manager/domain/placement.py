@@ -15,3 +15,6 @@ class Placement:
     session_id: uuid.UUID
     agent_id: str
     slots: Slots
+    """Everything the session reserves on the agent (all its kernels together)."""
+    kernel_slots: Slots | None = None
+    """What each kernel reserves (None: ``slots``, a single-kernel session)."""

@@ -1,11 +1,19 @@
 """Resource slot arithmetic in Decimal, and parsing of user-supplied amounts.
 
 Slots travel as ``map<string,string>`` of decimal strings and live in the domain as
-``dict[str, Decimal]``. Memory accepts ``k``/``m``/``g``/``t`` binary suffixes ("512m").
+``dict[str, Decimal]``. Every slot has a type (Backend.AI's ``SlotTypes``), derived from its name
+so that agent plugins can contribute new slots without a manager change:
+
+* ``bytes``: ``mem`` and ``<device>.mem`` (e.g. ``cuda.mem``): whole bytes, takes the binary
+  suffixes ``k``/``m``/``g``/``t`` ("512m");
+* ``unique``: ``<device>.device`` (e.g. ``cuda.device``): whole devices that cannot be shared,
+  so a request must be an integer;
+* ``count``: everything else (``cpu``, ``cuda.shares``): any non-negative decimal amount.
 """
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
@@ -14,6 +22,7 @@ from bai.manager.domain.errors import InvalidSlots
 from bai.manager.domain.model import Slots
 
 __all__ = [
+    "SlotType",
     "add",
     "describe",
     "format_amount",
@@ -21,6 +30,8 @@ __all__ = [
     "missing",
     "parse_amount",
     "parse_request",
+    "scale",
+    "slot_type",
     "sub",
     "to_strings",
 ]
@@ -28,13 +39,31 @@ __all__ = [
 _SUFFIX = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 _BYTES_RE = re.compile(r"^\s*(?P<num>[0-9]+(?:\.[0-9]+)?)\s*(?P<unit>[kmgtp]?)(?:i?b)?\s*$", re.I)
 _SLOT_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*(?:\.[a-z0-9_:-]+)?$")
-_BYTE_SLOTS = frozenset({"mem"})
+
+
+class SlotType(enum.StrEnum):
+    """How a slot's amounts are counted (Backend.AI's slot types)."""
+
+    COUNT = "count"
+    BYTES = "bytes"
+    UNIQUE = "unique"
+
+
+def slot_type(slot: str) -> SlotType:
+    """The type of a slot, by its name (see the module docstring)."""
+    if slot == "mem" or slot.endswith(".mem"):
+        return SlotType.BYTES
+    if slot.endswith(".device"):
+        return SlotType.UNIQUE
+    return SlotType.COUNT
 
 
 def parse_amount(slot: str, value: str) -> Decimal:
-    """Parses one requested amount; ``mem`` is bytes and takes a binary suffix."""
+    """Parses one requested amount; a bytes slot takes a binary suffix, a unique slot must be
+    a whole number of devices."""
     text = value.strip()
-    if slot in _BYTE_SLOTS:
+    kind = slot_type(slot)
+    if kind is SlotType.BYTES:
         match = _BYTES_RE.match(text)
         if match is None:
             raise InvalidSlots(f"{slot}={value!r} is not a byte size (e.g. 536870912, 512m, 1g)")
@@ -46,6 +75,9 @@ def parse_amount(slot: str, value: str) -> Decimal:
         raise InvalidSlots(f"{slot}={value!r} is not a decimal number") from exc
     if not amount.is_finite():
         raise InvalidSlots(f"{slot}={value!r} is not a finite number")
+    if kind is SlotType.UNIQUE and amount != amount.to_integral_value():
+        raise InvalidSlots(f"{slot}={value!r}: {slot} is a whole-device slot (unique), "
+                           "it cannot be split", reason="FRACTIONAL_UNIQUE_SLOT")
     return amount
 
 
@@ -101,6 +133,11 @@ def sub(a: Mapping[str, Decimal], b: Mapping[str, Decimal]) -> Slots:
     return {k: v for k, v in result.items() if v != 0}
 
 
+def scale(a: Mapping[str, Decimal], factor: int) -> Slots:
+    """Every amount of ``a`` times ``factor`` (the kernels of a cluster session together)."""
+    return {k: v * factor for k, v in a.items()}
+
+
 def missing(free: Mapping[str, Decimal], request: Mapping[str, Decimal]) -> Slots:
     """Per slot, how much ``request`` exceeds ``free`` (empty when it fits)."""
     return {
@@ -116,7 +153,7 @@ def describe(request: Mapping[str, Decimal]) -> str:
 
 
 def _human(slot: str, value: Decimal) -> str:
-    if slot in _BYTE_SLOTS and value > 0:
+    if slot_type(slot) is SlotType.BYTES and value > 0:
         for unit in ("t", "g", "m", "k"):
             size = _SUFFIX[unit]
             if value % size == 0:

@@ -92,7 +92,7 @@ async def place_batch(
                 agent_id=bindparam("b_agent"), state=_SCHEDULED,
                 occupied_slots=bindparam("b_slots")),
             [{"b_session": p.session_id, "b_agent": p.agent_id,
-              "b_slots": slots.to_strings(p.slots)} for p in accepted],
+              "b_slots": slots.to_strings(p.kernel_slots or p.slots)} for p in accepted],
         )
         await s.execute(insert(StatusHistoryRow), [
             {"session_id": p.session_id, "state": _SCHEDULED, "reason": "Scheduled",
