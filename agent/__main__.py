@@ -9,6 +9,7 @@ import importlib.metadata
 import logging
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 
@@ -128,8 +129,11 @@ async def serve(config: AgentConfig, stop: asyncio.Event | None = None) -> None:
         await mark_not_serving(running.health, [SERVICE_NAME])
 
 
-async def simulate(config: FleetConfig, stop: asyncio.Event | None = None) -> None:
-    """Runs a fleet of simulated agents until ``stop`` is set (or SIGTERM/SIGINT)."""
+async def simulate(
+    config: FleetConfig, stop: asyncio.Event | None = None, stats_interval: float = 0.0
+) -> None:
+    """Runs a fleet of simulated agents until ``stop`` is set (or SIGTERM/SIGINT); with
+    ``stats_interval``, prints the registered streams and acknowledged heartbeats that often."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -137,7 +141,12 @@ async def simulate(config: FleetConfig, stop: asyncio.Event | None = None) -> No
     async with SimulatedFleet(config) as fleet:
         log.warning("simulated fleet of %d agents running (manager %s)", len(fleet.agents),
                     config.manager)
-        await stop.wait()
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), stats_interval or None)
+            if stats_interval:
+                print(f"fleet stats: t={time.time():.3f} registered={fleet.registered()} "
+                      f"acked={fleet.acked()}", file=sys.stderr, flush=True)
         log.warning("simulated fleet shutting down")
 
 
@@ -152,6 +161,7 @@ def _fleet_config(args: argparse.Namespace) -> FleetConfig:
         mem=args.mem,
         resource_group=args.resource_group,
         heartbeat_delay_s=args.heartbeat_delay,
+        accelerators=args.mock_accelerator.slots() if args.mock_accelerator else {},
     )
 
 
@@ -163,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if args.command == "simulate":
-        asyncio.run(simulate(_fleet_config(args)))
+        asyncio.run(simulate(_fleet_config(args), stats_interval=args.stats_interval))
         return 0
     try:
         asyncio.run(serve(config_from_args(args)))

@@ -11,6 +11,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from bai.agent.accelerators import parse_mock_accelerator
 from bai.agent.domain.slots import parse_mem
 
 __all__ = ["DEFAULT_RUNNER_DIR", "AgentConfig", "build_parser", "config_from_args", "parse_argv"]
@@ -138,8 +139,15 @@ def _add_simulate(commands: Any, default: Callable[..., str | None]) -> None:
     sim.add_argument(
         "--resource-group", default=default("resource-group", AgentConfig.resource_group)
     )
+    sim.add_argument("--mock-accelerator", type=parse_mock_accelerator,
+                     default=default("mock-accelerator"), metavar="DEVICES[:SHARES]",
+                     help="offer mock CUDA slots (cuda.device, cuda.shares) on every agent")
     sim.add_argument("--heartbeat-delay", type=float,
                      default=float(default("heartbeat-delay", "0") or 0))
+    sim.add_argument("--stats-interval", type=float,
+                     default=float(default("stats-interval", "0") or 0),
+                     help="print 'fleet stats: registered=R acked=A' to stderr every N seconds "
+                          "(0: never); benchmarks read it")
     sim.add_argument("--log-level", default=default("log-level", "WARNING"))
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -53,6 +53,8 @@ class FleetConfig:
     cpu: Decimal = Decimal(8)
     mem: int = 32 << 30
     resource_group: str = "default"
+    accelerators: Mapping[str, Decimal] = field(default_factory=dict)
+    """Extra slots each agent offers (from an accelerator plugin, e.g. the mock CUDA one)."""
     listen_host: str = "127.0.0.1"
     images: tuple[str, ...] = (DEFAULT_SIM_IMAGE,)
     echo: bool = True
@@ -165,7 +167,7 @@ class SimulatedFleet:
         service = AgentService(
             agent_id=agent_id,
             kernel_root=Path("/nonexistent/bai-sim") / agent_id,
-            capacity=Capacity(cpu=cfg.cpu, mem=cfg.mem),
+            capacity=Capacity(cpu=cfg.cpu, mem=cfg.mem, accelerators=cfg.accelerators),
             runtime=runtime,
             connect_runner=runtime.connect_runner,
         )

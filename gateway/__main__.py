@@ -70,6 +70,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="internal service token shared with the manager",
     )
     serve.add_argument(
+        "--redis-url",
+        default=_env("redis-url", ""),
+        help="Redis URL for rate-limit windows shared by gateway replicas (default: in process)",
+    )
+    serve.add_argument(
+        "--rate-limit",
+        type=int,
+        default=int(_env("rate-limit", "30000") or 30000),
+        help="requests per 15-minute window for keypairs without their own limit (default 30000)",
+    )
+    serve.add_argument(
         "--log-level", default=_env("log-level", "info"), help="logging level (default info)"
     )
     return parser
@@ -87,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     except argparse.ArgumentTypeError as exc:
         print(f"error: --listen: {exc}", file=sys.stderr)
         return 2
-    config = GatewayConfig(manager_addr=args.manager, service_token=args.service_token)
+    config = GatewayConfig(manager_addr=args.manager, service_token=args.service_token,
+                           redis_url=args.redis_url, rate_limit=args.rate_limit)
     server = _Server(
         uvicorn.Config(
             create_app(config),

@@ -15,6 +15,7 @@ from bai.gateway import admin, compat, native, openapi
 from bai.gateway.compat.system import MANAGER_VERSION
 from bai.gateway.config import GatewayConfig
 from bai.gateway.errors import EXCEPTION_HANDLERS
+from bai.gateway.ratelimit import build_windows, rate_limit_middleware
 from bai.gateway.upstream import SERVICES, Upstream
 from fastapi import FastAPI
 from google.protobuf.descriptor import Descriptor
@@ -35,6 +36,7 @@ def _documented_messages() -> list[Descriptor]:
 
 def create_app(config: GatewayConfig) -> FastAPI:
     """Builds the app; its lifespan opens (and finally closes) the channel to the manager."""
+    windows = build_windows(config.redis_url)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -45,6 +47,7 @@ def create_app(config: GatewayConfig) -> FastAPI:
             yield
         finally:
             await upstream.close()
+            await windows.close()
             log.info("gateway closed its channel to the manager")
 
     app = FastAPI(
@@ -60,6 +63,8 @@ def create_app(config: GatewayConfig) -> FastAPI:
     app.include_router(compat.folders_router)
     app.include_router(admin.graphql_router)
     app.include_router(admin.events_router)
+    app.include_router(admin.login_router)
+    app.include_router(admin.subscriptions_router)
     app.include_router(native.build_router(SERVICES))
     messages = _documented_messages()
 
@@ -67,4 +72,7 @@ def create_app(config: GatewayConfig) -> FastAPI:
         return openapi.build_schema(app, messages)
 
     app.openapi = schema  # type: ignore[method-assign]
+    app.add_middleware(rate_limit_middleware, windows=windows,
+                       default_limit=config.rate_limit, window=config.rate_limit_window,
+                       cache_ttl=config.rate_limit_cache_ttl)
     return app

@@ -23,3 +23,11 @@ class GatewayConfig:
     """``max_wait`` of one HTTP execute call: the run answers ``continued`` after this long."""
     logs_timeout: float = 60.0
     """Deadline of a non-following log read."""
+    redis_url: str = ""
+    """Redis URL shared by gateway replicas for rate-limit windows; empty keeps them in process."""
+    rate_limit: int = 30_000
+    """Requests per window for a keypair whose own ``rate_limit`` the manager does not report."""
+    rate_limit_window: int = 900
+    """Seconds of the sliding rate-limit window (Backend.AI's 15 minutes)."""
+    rate_limit_cache_ttl: float = 30.0
+    """Seconds a keypair's rate limit, once fetched from the manager, is reused."""

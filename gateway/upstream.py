@@ -16,6 +16,7 @@ from bai.gateway import auth
 from bai.gateway.config import GatewayConfig
 from bai.pb.manager.v1 import image_service_pb2 as images_pb
 from bai.pb.manager.v1 import session_service_pb2 as sessions_pb
+from bai.pb.manager.v1 import tenancy_service_pb2 as tenancy_pb
 from bai.pb.manager.v1 import vfolder_service_pb2 as vfolders_pb
 from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
@@ -28,6 +29,7 @@ SERVICES: tuple[ServiceDescriptor, ...] = (
     sessions_pb.DESCRIPTOR.services_by_name["SessionService"],
     images_pb.DESCRIPTOR.services_by_name["ImageService"],
     vfolders_pb.DESCRIPTOR.services_by_name["VFolderService"],
+    tenancy_pb.DESCRIPTOR.services_by_name["TenancyService"],
 )
 """The user-facing manager services the gateway exposes."""
 

@@ -10,8 +10,10 @@ import argparse
 import asyncio
 import logging
 import os
+import secrets
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from bai.manager.adapters.db import Database, bootstrap_admin, run_migrations
 from bai.manager.config import DEFAULT_DB_URL, DEFAULT_LISTEN, ManagerConfig
@@ -49,7 +51,12 @@ def _parser() -> argparse.ArgumentParser:
          type=float)
     _add(serve_cmd, "appproxy", "host:port of the app proxy coordinator (apps are disabled "
          "without it)", "")
+    _add(serve_cmd, "appproxy-frontend", "where HTTP apps are reached: 'port' (a port each) or "
+         "'subdomain' (<circuit>.<apps domain> on one port); TCP apps always get a port", "port",
+         choices=["port", "subdomain"])
     _add(serve_cmd, "storage", "host:port of the storage proxy (enables vfolders)", "")
+    _add(serve_cmd, "redis-url", "Redis URL of the shared event bus (needed for several "
+         "manager replicas; in-process without it)", "")
     _add(serve_cmd, "log-level", "logging level", "INFO")
 
     boot = commands.add_parser("bootstrap", help="create the default domain, project and "
@@ -57,15 +64,35 @@ def _parser() -> argparse.ArgumentParser:
     _add(boot, "db-url", "async SQLAlchemy database URL", DEFAULT_DB_URL)
     _add(boot, "access-key", "access key of the superadmin keypair (required)")
     _add(boot, "secret-key", "secret key of the superadmin keypair (required)")
+    _add(boot, "password-file", "the superadmin's web-login password: read from this file, "
+         "or generated and written there (mode 0600) when it does not exist; empty = none",
+         ".bai/admin-password")
     _add(boot, "log-level", "logging level", "INFO")
     return parser
 
 
-async def _bootstrap(db_url: str, access_key: str, secret_key: str) -> None:
+def _admin_password(path: str) -> str | None:
+    """The password in ``path``, generating and saving one first when the file is missing."""
+    if not path:
+        return None
+    file = Path(path)
+    if file.exists():
+        return file.read_text().strip() or None
+    file.parent.mkdir(parents=True, exist_ok=True)
+    password = secrets.token_urlsafe(12)
+    fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(password + "\n")
+    log.info("generated the superadmin's web-login password in %s", file)
+    return password
+
+
+async def _bootstrap(db_url: str, access_key: str, secret_key: str,
+                     password: str | None) -> None:
     db = Database(db_url)
     try:
         await run_migrations(db)
-        await bootstrap_admin(db, access_key, secret_key)
+        await bootstrap_admin(db, access_key, secret_key, password)
     finally:
         await db.close()
 
@@ -78,7 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "bootstrap":
         if not args.access_key or not args.secret_key:
             parser.error("bootstrap needs --access-key and --secret-key")
-        asyncio.run(_bootstrap(args.db_url, args.access_key, args.secret_key))
+        asyncio.run(_bootstrap(args.db_url, args.access_key, args.secret_key,
+                               _admin_password(args.password_file or "")))
         return 0
     if not args.service_token:
         parser.error("serve needs --service-token (or BAI_MANAGER_SERVICE_TOKEN)")
@@ -90,7 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         lost_timeout=float(args.lost_timeout) if args.lost_timeout is not None else None,
         create_wait_cap=float(args.create_wait_cap),
         appproxy=args.appproxy or "",
+        appproxy_frontend=str(args.appproxy_frontend),
         storage_addr=str(args.storage or ""),
+        redis_url=str(args.redis_url or ""),
     )
     try:
         asyncio.run(serve(config))

@@ -28,6 +28,8 @@ class ManagerConfig:
     create_wait_cap: float = 60.0
     """Seconds CreateSession waits for RUNNING when the caller gave no max_wait."""
     scheduler_interval: float = 1.0
+    expiry_interval: float = 5.0
+    """Seconds between idle-timeout / max-lifetime sweeps (lifecycle engine)."""
     """Seconds between lifecycle steps when no event wakes it earlier."""
     agent_call_timeout: float = 10.0
     """Deadline of short agent calls (destroy, interrupt, list)."""
@@ -35,9 +37,18 @@ class ManagerConfig:
     """Deadline of CreateKernel / RestartKernel."""
     keypair_cache_ttl: float = 10.0
     """Seconds a keypair's secret and state are cached."""
+    login_lockout_threshold: int = 5
+    """Consecutive failed password logins that lock a user (AuthService.Authorize)."""
+    login_lockout_seconds: float = 300.0
+    """How long such a lock lasts."""
     appproxy: str = ""
     """host:port of the app proxy coordinator (CircuitService); empty = apps disabled."""
+    appproxy_frontend: str = "port"
+    """Frontend of HTTP apps: "port" (a port each) or "subdomain" (one shared port)."""
     stop_grace: float = 5.0
     """Seconds in-flight calls get to finish on shutdown."""
     storage_addr: str = ""
     """host:port of the storage proxy's StorageService; empty disables vfolders."""
+    redis_url: str = ""
+    """Redis URL (redis://HOST:PORT/DB) of the event bus shared by manager replicas (a Redis
+    Stream); empty keeps the in-process bus (one manager only)."""

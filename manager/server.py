@@ -33,8 +33,12 @@ from bai.manager.adapters.db import (
     run_migrations,
 )
 from bai.manager.adapters.db.admin import SqlAdminRepository
+from bai.manager.adapters.db.audit import SqlAuditLog
+from bai.manager.adapters.db.scheduling import SqlSchedulingRepository
+from bai.manager.adapters.db.tenancy import SqlTenancyRepository
 from bai.manager.adapters.db.vfolders import SqlVFolderRepository
-from bai.manager.adapters.event_bus import InProcessEventBus
+from bai.manager.adapters.event_bus import credentials_sync, open_event_bus
+from bai.manager.adapters.session_cache import CachedSessionRepository
 from bai.manager.adapters.storage_client import GrpcStorageClient
 from bai.manager.api import (
     AgentRegistryServicer,
@@ -44,6 +48,7 @@ from bai.manager.api import (
 )
 from bai.manager.api.admin import AdminServicer, EventServicer
 from bai.manager.api.interceptor import KEYPAIR_SERVICES
+from bai.manager.api.tenancy import AuthServicer, TenancyServicer
 from bai.manager.api.vfolders import VFolderServicer
 from bai.manager.config import ManagerConfig
 from bai.manager.domain import (
@@ -58,23 +63,33 @@ from bai.manager.domain import (
 )
 from bai.manager.domain.admin import AdminQueries
 from bai.manager.domain.apps import AppService
+from bai.manager.domain.audit import AuditQueries
+from bai.manager.domain.auth import LoginConfig, PasswordLogin
 from bai.manager.domain.lifecycle import (
+    ActivityTracker,
+    BatchedMoves,
     EngineConfig,
+    ExpiryHandler,
     InFlight,
+    KernelDestroyer,
     KernelExitHandler,
     LifecycleEngine,
     ResumeHandler,
     StartHandler,
     TerminateHandler,
 )
+from bai.manager.domain.scheduling import QueueView
 from bai.manager.domain.session_events import SessionEventWatcher
+from bai.manager.domain.tenancy import TenancyService
 from bai.manager.domain.vfolders import VFolderService
 from bai.pb.manager.v1 import (
     admin_service_pb2_grpc,
     agent_registry_pb2_grpc,
+    auth_service_pb2_grpc,
     event_service_pb2_grpc,
     image_service_pb2_grpc,
     session_service_pb2_grpc,
+    tenancy_service_pb2_grpc,
     vfolder_service_pb2_grpc,
 )
 
@@ -88,6 +103,8 @@ SERVICE_NAMES = (
     "bai.manager.v1.AdminService",
     "bai.manager.v1.EventService",
     "bai.manager.v1.VFolderService",
+    "bai.manager.v1.TenancyService",
+    "bai.manager.v1.AuthService",
 )
 
 
@@ -111,7 +128,7 @@ async def run_manager(config: ManagerConfig) -> AsyncIterator[RunningManager]:
         db = Database(config.db_url)
         stack.push_async_callback(db.close)
         await run_migrations(db)
-        bus = InProcessEventBus()
+        bus = await stack.enter_async_context(open_event_bus(config.redis_url))
         client = GrpcAgentClientPool(config.service_token, AgentClientConfig(
             call_timeout=config.agent_call_timeout,
             create_timeout=config.create_kernel_timeout))
@@ -122,14 +139,20 @@ async def run_manager(config: ManagerConfig) -> AsyncIterator[RunningManager]:
                                          lost_timeout=config.lost_timeout)
         start = StartHandler(agents_repo, client, moves)
         exits = KernelExitHandler(sessions_repo, moves)
-        terminate = TerminateHandler(sessions_repo, agents_repo, client, moves)
+        terminate = TerminateHandler(sessions_repo, agents_repo, client, moves,
+                                     KernelDestroyer(client), BatchedMoves(sessions_repo, bus))
+        activity = ActivityTracker()
+        expiry = ExpiryHandler(sessions_repo, terminate, activity, inflight)
         grace = config.resume_grace
         if grace is None:
             grace = registry_config.effective_lost_timeout + 5
         resume = ResumeHandler(agents_repo, client, moves, start, exits, grace=grace)
-        scheduler = FifoScheduler(sessions_repo, agents_repo, bus)
+        scheduling = SqlSchedulingRepository(db)
+        scheduler = FifoScheduler(sessions_repo, agents_repo, bus, scheduling)
         engine = LifecycleEngine(sessions_repo, scheduler, start, resume, terminate, bus,
-                                 inflight, EngineConfig(interval=config.scheduler_interval))
+                                 inflight, EngineConfig(interval=config.scheduler_interval,
+                                                        expiry_interval=config.expiry_interval),
+                                 expiry=expiry)
         registry = AgentRegistry(agents_repo, sessions_repo, client, moves, exits, bus,
                                  registry_config)
         stack.push_async_callback(registry.close)
@@ -139,22 +162,27 @@ async def run_manager(config: ManagerConfig) -> AsyncIterator[RunningManager]:
             storage = GrpcStorageClient(config.storage_addr, config.service_token)
             stack.push_async_callback(storage.close)
         vfolders = VFolderService(SqlVFolderRepository(db), storage)
-        sessions = SessionService(sessions_repo, SqlAccountRepository(db), agents_repo,
+        # The user-facing reads (GetSession) go through a short-lived cache; see session_cache.
+        sessions = SessionService(CachedSessionRepository(db, bus), SqlAccountRepository(db),
+                                  agents_repo,
                                   catalog, client, moves, terminate, bus, inflight,
                                   SessionsConfig(create_wait_cap=config.create_wait_cap),
-                                  vfolders=vfolders)
+                                  vfolders=vfolders, activity=activity,
+                                  queue=QueueView(scheduling, agents_repo, scheduler.plugins))
         authenticator = Authenticator(SqlAccountRepository(db),
                                       cache_ttl=config.keypair_cache_ttl)
 
         server = grpc.aio.server(interceptors=[
             ServiceTokenInterceptor(config.service_token, exempt=KEYPAIR_SERVICES),
-            ManagerInterceptor(authenticator, config.service_token),
+            ManagerInterceptor(authenticator, config.service_token, audit=SqlAuditLog(db)),
         ])
         circuits = None
         if config.appproxy:
-            circuits = GrpcCircuitClient(config.appproxy, config.service_token)
+            circuits = GrpcCircuitClient(config.appproxy, config.service_token,
+                                         http_frontend=config.appproxy_frontend)
             stack.push_async_callback(circuits.close)
-        apps = AppService(sessions, agents_repo, SqlAccountRepository(db), client, circuits)
+        apps = AppService(sessions, agents_repo, SqlAccountRepository(db), client, circuits,
+                          session_repo=sessions_repo)
         session_service_pb2_grpc.add_SessionServiceServicer_to_server(  # type: ignore[no-untyped-call]
             SessionServicer(sessions, apps), server)
         image_service_pb2_grpc.add_ImageServiceServicer_to_server(  # type: ignore[no-untyped-call]
@@ -165,6 +193,14 @@ async def run_manager(config: ManagerConfig) -> AsyncIterator[RunningManager]:
             VFolderServicer(vfolders), server)
         admin_service_pb2_grpc.add_AdminServiceServicer_to_server(  # type: ignore[no-untyped-call]
             AdminServicer(AdminQueries(SqlAdminRepository(db))), server)
+        tenancy_service_pb2_grpc.add_TenancyServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            TenancyServicer(TenancyService(SqlTenancyRepository(db),
+                                          credentials_sync(bus, authenticator.forget)),
+                            AuditQueries(SqlAuditLog(db))), server)
+        auth_service_pb2_grpc.add_AuthServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            AuthServicer(PasswordLogin(SqlTenancyRepository(db), LoginConfig(
+                lockout_threshold=config.login_lockout_threshold,
+                lockout_seconds=config.login_lockout_seconds))), server)
         event_service_pb2_grpc.add_EventServiceServicer_to_server(  # type: ignore[no-untyped-call]
             EventServicer(SessionEventWatcher(sessions, sessions_repo, bus)), server)
         health = add_health_and_reflection(server, SERVICE_NAMES)

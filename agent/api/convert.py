@@ -82,6 +82,8 @@ def kernel_request_from_proto(request: pb.CreateKernelRequest) -> KernelRequest:
         cluster_idx=request.cluster_idx,
         mounts=tuple(Mount(host_path=m.host_path, container_path=m.container_path,
                            read_only=m.read_only) for m in request.mounts),
+        network_kernel_id=request.network_kernel_id,
+        cluster_hostnames=tuple(request.cluster_hostnames),
     )
 
 

@@ -9,7 +9,7 @@ from typing import Any, TypeAlias, TypeVar
 import grpc
 from bai.agent.api import convert
 from bai.agent.domain.service import AgentService
-from bai.common.errors import BaiError
+from bai.common.errors import BaiError, InvalidArgument
 from bai.common.rpc import abort_with
 from bai.pb.agent.v1 import agent_service_pb2 as pb
 from bai.pb.agent.v1 import agent_service_pb2_grpc as pb_grpc
@@ -17,6 +17,7 @@ from bai.pb.agent.v1 import agent_service_pb2_grpc as pb_grpc
 __all__ = ["ERROR_DOMAIN", "AgentServicer"]
 
 ERROR_DOMAIN = "bai.agent"
+_DESTROY_BATCH_MAX = 1000
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -74,6 +75,18 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
     ) -> pb.DestroyKernelResponse:
         exit_code = await self._service.destroy_kernel(request.kernel_id, request.reason)
         return pb.DestroyKernelResponse(exit_code=exit_code or 0)
+
+    @_unary
+    async def DestroyKernels(
+        self, request: pb.DestroyKernelsRequest, context: Context
+    ) -> pb.DestroyKernelsResponse:
+        if len(request.kernels) > _DESTROY_BATCH_MAX:
+            raise InvalidArgument(f"at most {_DESTROY_BATCH_MAX} kernels per DestroyKernels call")
+        done = await self._service.destroy_kernels([(k.kernel_id, k.reason)
+                                                    for k in request.kernels])
+        return pb.DestroyKernelsResponse(results=[
+            pb.DestroyKernelResult(kernel_id=kid, exit_code=code or 0, error=error)
+            for kid, code, error in done])
 
     @_unary
     async def RestartKernel(

@@ -40,6 +40,8 @@ class Kernel:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     """Serializes lifecycle operations (create, destroy, restart)."""
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    network_kernel_id: str = ""
+    """Cluster sessions: the kernel whose network namespace this one shares (destroyed first)."""
 
     def report(self) -> KernelReport:
         return KernelReport(

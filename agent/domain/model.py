@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -63,6 +64,7 @@ def kernel_dir(root: Path, kernel_id: str) -> Path:
     return root / uuid.UUID(kernel_id).hex[:12]
 
 
+_HOSTNAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _RESERVED_MOUNTS = ("/", "/run/bai", "/opt/bai-runner", "/home/work")
 
 
@@ -108,8 +110,19 @@ class KernelRequest:
     cluster_idx: int = 0
     mounts: tuple[Mount, ...] = ()
     """vfolders to bind-mount (resolved by the manager)."""
+    network_kernel_id: str = ""
+    """Cluster sessions: the kernel (on this agent) whose network namespace this one joins."""
+    cluster_hostnames: tuple[str, ...] = ()
+    """Cluster sessions: hostnames that resolve to 127.0.0.1 in the kernel's /etc/hosts."""
 
     def __post_init__(self) -> None:
+        for host in self.cluster_hostnames:
+            if not _HOSTNAME_RE.match(host):
+                raise InvalidArgument(f"cluster hostname {host!r} is not a valid hostname",
+                                      reason="INVALID_CLUSTER_HOSTNAME")
+        if self.network_kernel_id == self.kernel_id:
+            raise InvalidArgument("a kernel cannot join its own network namespace",
+                                  reason="INVALID_NETWORK_KERNEL")
         for name in ("kernel_id", "session_id"):
             value = getattr(self, name)
             try:
@@ -141,6 +154,10 @@ class ContainerSpec:
     """Host dir mounted at /run/bai (holds the runner socket)."""
     mounts: tuple[Mount, ...] = ()
     """Extra bind mounts (vfolders); read-only ones get Docker's ``:ro``."""
+    network_container_id: str = ""
+    """Join this container's network namespace; empty: an own, empty one (no network)."""
+    cluster_hostnames: tuple[str, ...] = ()
+    """/etc/hosts entries pointing at 127.0.0.1 (only with an own namespace)."""
 
 
 @dataclass(frozen=True)

@@ -76,8 +76,20 @@ class KernelRunner(Protocol):
         """SIGINT to the running execution; False when nothing runs."""
         ...
 
-    async def start_service(self, name: str, argv: list[str], env: dict[str, str]) -> bool:
-        """Starts the app ``name`` as ``argv`` unless it runs; True when it was started."""
+    async def start_service(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        *,
+        service_def: str = "",
+        bridge_port: int | None = None,
+    ) -> bool:
+        """Starts the app ``name`` as ``argv`` unless it runs; True when it was started.
+
+        ``service_def``: take the command from that file in the kernel (``argv`` appended);
+        ``bridge_port``: relay the app's socket to that TCP port inside the kernel.
+        """
         ...
 
 

@@ -93,6 +93,7 @@ class AgentService:
             raise AlreadyExists(f"kernel {request.kernel_id} exists", reason="KERNEL_EXISTS")
         slots = resolve_slots(request.slots)
         self.capacity.check_fits(self.occupied(), slots)
+        network_container = self._network_container(request)
         kernel = Kernel(
             kernel_id=request.kernel_id,
             session_id=request.session_id,
@@ -100,11 +101,12 @@ class AgentService:
             slots=slots,
             session_type=request.session_type,
             scratch_dir=kernel_dir(self._root, request.kernel_id),
+            network_kernel_id=request.network_kernel_id,
         )
         self._kernels[kernel.kernel_id] = kernel
         try:
             async with kernel.lock:
-                await self._start_container(kernel, request)
+                await self._start_container(kernel, request, network_container)
         except BaseException:
             self._kernels.pop(kernel.kernel_id, None)
             await asyncio.shield(self._discard(kernel))
@@ -127,6 +129,27 @@ class AgentService:
             del self._kernels[kernel_id]
         log.info("kernel %s: destroyed (%s)", kernel_id, reason or "no reason given")
         return kernel.exit_code if terminated else exit_code
+
+    async def destroy_kernels(
+        self, requests: list[tuple[str, str]]
+    ) -> list[tuple[str, int | None, str]]:
+        """Destroys many kernels concurrently: ``(kernel id, reason)`` → ``(kernel id, exit
+        code, error)`` in request order (error "" when gone). Kernels whose network namespace
+        others of the batch join go last, so no member outlives the namespace it uses."""
+        results: dict[str, tuple[int | None, str]] = {}
+
+        async def one(kernel_id: str, reason: str) -> None:
+            try:
+                results[kernel_id] = (await self.destroy_kernel(kernel_id, reason), "")
+            except BaiError as exc:
+                results[kernel_id] = (None, exc.message)
+
+        owners = {k.network_kernel_id for kid, _ in requests
+                  if (k := self._kernels.get(kid)) is not None and k.network_kernel_id}
+        members = [(kid, why) for kid, why in requests if kid not in owners]
+        await asyncio.gather(*(one(kid, why) for kid, why in members))
+        await asyncio.gather(*(one(kid, why) for kid, why in requests if kid in owners))
+        return [(kid, *results[kid]) for kid, _ in requests]
 
     async def restart_kernel(self, kernel_id: str) -> KernelReport:
         kernel = self._get(kernel_id)
@@ -193,8 +216,12 @@ class AgentService:
         self, kernel_id: str, name: str, environ: dict[str, str], arguments: list[str]
     ) -> apps.StartedApp:
         """Starts an app in the kernel and waits until it answers on its socket."""
-        launch = apps.launch_for(name, arguments)
         kernel = self._get(kernel_id)
+        labels: dict[str, str] = {}
+        if name not in apps.APPS:  # a custom app: the image's labels declare it
+            images = await self._runtime.list_images()
+            labels = next((i.labels for i in images if i.ref == kernel.image), {})
+        launch = apps.launch_for(name, arguments, labels)
         app = await apps.start_app(kernel.running_runner(), kernel.scratch_dir, launch, environ,
                                    self._service_start_timeout)
         log.info("kernel %s: service %s answers on %s", kernel_id, name, app.socket_path)
@@ -229,7 +256,22 @@ class AgentService:
             raise NotFound(f"kernel {kernel_id} not found", reason="KERNEL_NOT_FOUND")
         return kernel
 
-    async def _start_container(self, kernel: Kernel, request: KernelRequest) -> None:
+    def _network_container(self, request: KernelRequest) -> str:
+        """The container whose network namespace the new kernel joins ("" for its own)."""
+        if not request.network_kernel_id:
+            return ""
+        owner = self._kernels.get(request.network_kernel_id)
+        if owner is None or owner.state is not KernelState.RUNNING or not owner.container_id:
+            state = owner.state.value if owner is not None else "not on this agent"
+            raise FailedPrecondition(
+                f"kernel {request.kernel_id} cannot join the network of kernel "
+                f"{request.network_kernel_id}: it is {state}",
+                reason="NETWORK_KERNEL_NOT_RUNNING")
+        return owner.container_id
+
+    async def _start_container(
+        self, kernel: Kernel, request: KernelRequest, network_container: str = ""
+    ) -> None:
         spec = ContainerSpec(
             kernel_id=kernel.kernel_id,
             session_id=kernel.session_id,
@@ -244,6 +286,8 @@ class AgentService:
             cluster_idx=request.cluster_idx,
             scratch_dir=kernel.scratch_dir,
             mounts=request.mounts,
+            network_container_id=network_container,
+            cluster_hostnames=request.cluster_hostnames,
         )
         info = await self._runtime.create(spec)
         kernel.container_id, kernel.start_time = info.container_id, info.started_at

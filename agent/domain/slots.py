@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
 from bai.common.errors import InvalidArgument, ResourceExhausted
@@ -53,9 +53,12 @@ class Capacity:
     """CPU cores."""
     mem: int
     """Memory bytes."""
+    accelerators: Mapping[str, Decimal] = field(default_factory=dict)
+    """Slots contributed by accelerator plugins (e.g. cuda.device, cuda.shares)."""
 
     def as_slots(self) -> dict[str, str]:
-        return {"cpu": _format(self.cpu), "mem": str(self.mem)}
+        extra = {k: _format(v) for k, v in sorted(self.accelerators.items())}
+        return {"cpu": _format(self.cpu), "mem": str(self.mem), **extra}
 
     def check_fits(self, occupied: Mapping[str, str], requested: Mapping[str, str]) -> None:
         """Raises ResourceExhausted when ``requested`` does not fit next to ``occupied``."""

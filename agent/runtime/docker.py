@@ -286,7 +286,7 @@ class DockerKernelRuntime:
             "Tty": False,
             "OpenStdin": False,
             "HostConfig": {
-                "NetworkMode": "none",
+                **self._network_config(spec),
                 "Memory": spec.mem,
                 "MemorySwap": spec.mem,
                 "NanoCpus": int(cpus * 1_000_000_000),
@@ -301,6 +301,16 @@ class DockerKernelRuntime:
                 ],
             },
         }
+
+    @staticmethod
+    def _network_config(spec: ContainerSpec) -> dict[str, Any]:
+        """No network at all, or (cluster sessions) the main kernel's namespace. Docker shares
+        the joined container's /etc/hosts, so only the main kernel's carries the cluster
+        hostnames (all 127.0.0.1: the kernels share one loopback)."""
+        if spec.network_container_id:
+            return {"NetworkMode": f"container:{spec.network_container_id}"}
+        hosts = [f"{name}:127.0.0.1" for name in spec.cluster_hostnames]
+        return {"NetworkMode": "none", **({"ExtraHosts": hosts} if hosts else {})}
 
     @staticmethod
     def _info(details: dict[str, Any]) -> ContainerInfo:

@@ -11,6 +11,7 @@ from typing import Any
 
 from bai.agent.domain.errors import KernelBusy, RunnerUnavailable
 from bai.agent.runner.client import RunnerBusyError, RunnerClient, RunnerError
+from bai.common.errors import FailedPrecondition
 
 __all__ = ["SOCKET_NAME", "UnixSocketRunner", "connect_runner"]
 
@@ -53,10 +54,24 @@ class UnixSocketRunner:
             raise RunnerUnavailable(f"kernel runner: {exc!r}") from exc
 
 
-    async def start_service(self, name: str, argv: list[str], env: dict[str, str]) -> bool:
+    async def start_service(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        *,
+        service_def: str = "",
+        bridge_port: int | None = None,
+    ) -> bool:
         try:
-            reply = await self._client.start_service(name, argv, env)
-        except (RunnerError, OSError, ValueError) as exc:
+            reply = await self._client.start_service(
+                name, argv, env, service_def=service_def, bridge_port=bridge_port
+            )
+        except RunnerError as exc:
+            if str(exc).startswith("service:"):  # the app's own fault, e.g. no service-def
+                raise FailedPrecondition(str(exc), reason="SERVICE_START_FAILED") from exc
+            raise RunnerUnavailable(f"kernel runner: {exc!r}") from exc
+        except (OSError, ValueError) as exc:
             raise RunnerUnavailable(f"kernel runner: {exc!r}") from exc
         return bool(reply.get("started"))
 

@@ -10,7 +10,8 @@ Behaviour, deterministic: ``create`` returns a running kernel with container id
 ``sim-<kernel id hex>``; it holds the images of :attr:`SimulatedRuntimeConfig.images`; a query
 execution writes its code back on stdout and finishes with exit code 0 (``echo`` false: writes
 nothing); a batch command finishes at once with exit code 0; logs are empty; nothing survives
-the process (``list_managed`` is empty).
+the process (``list_managed`` is empty). A kernel that joins another's network namespace needs
+that kernel's container to exist, as with Docker.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 from bai.agent.domain.errors import KernelBusy
 from bai.agent.domain.model import ContainerExit, ContainerInfo, ContainerSpec, ImageInfo, LogChunk
-from bai.common.errors import FailedPrecondition, NotFound
+from bai.common.errors import FailedPrecondition, InternalError, NotFound
 
 __all__ = ["DEFAULT_SIM_IMAGE", "SimulatedKernelRuntime", "SimulatedRunner",
            "SimulatedRuntimeConfig"]
@@ -58,6 +59,10 @@ class SimulatedKernelRuntime:
     def __init__(self, config: SimulatedRuntimeConfig = SimulatedRuntimeConfig()) -> None:
         self._config = config
         self._containers: dict[str, _Container] = {}
+        self.specs: dict[str, ContainerSpec] = {}
+        """What each live kernel was created with, by kernel id (environment, network; tests)."""
+        self.fail_roles: set[str] = set()
+        """Fault shim: creating a kernel of these cluster roles ("main", "sub") fails."""
         self._images = [
             ImageInfo(ref=ref, digest=f"sha256:sim-{i:04d}", labels=dict(_KERNELSPEC_LABELS),
                       size_bytes=0, architecture=config.architecture)
@@ -67,6 +72,14 @@ class SimulatedKernelRuntime:
     async def create(self, spec: ContainerSpec) -> ContainerInfo:
         if spec.image not in self._config.images:
             raise NotFound(f"image {spec.image} not found", reason="IMAGE_NOT_FOUND")
+        if spec.cluster_role in self.fail_roles:
+            raise InternalError(f"simulated failure starting a {spec.cluster_role} kernel",
+                                reason="KERNEL_START_FAILED")
+        if spec.network_container_id and spec.network_container_id not in self._containers:
+            # Docker refuses to join the namespace of a container that is not there either.
+            raise FailedPrecondition(f"container {spec.network_container_id} to share the "
+                                     "network with does not exist",
+                                     reason="NETWORK_KERNEL_NOT_RUNNING")
         info = ContainerInfo(
             container_id=f"sim-{spec.kernel_id.replace('-', '')}",
             kernel_id=spec.kernel_id,
@@ -78,6 +91,7 @@ class SimulatedKernelRuntime:
             started_at=datetime.now(UTC),
         )
         self._containers[info.container_id] = _Container(info, asyncio.Event())
+        self.specs[spec.kernel_id] = spec
         return info
 
     async def destroy(self, container_id: str, scratch_dir: Path) -> int | None:
@@ -85,6 +99,7 @@ class SimulatedKernelRuntime:
         if container is None:
             return None
         container.stopped.set()
+        self.specs.pop(container.info.kernel_id, None)
         return 0
 
     async def restart(self, container_id: str) -> ContainerInfo:
@@ -151,5 +166,13 @@ class SimulatedRunner:
     async def interrupt(self) -> bool:
         return False
 
-    async def start_service(self, name: str, argv: list[str], env: dict[str, str]) -> bool:
+    async def start_service(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        *,
+        service_def: str = "",
+        bridge_port: int | None = None,
+    ) -> bool:
         raise FailedPrecondition("simulated kernels run no apps", reason="NO_APPS")

@@ -12,6 +12,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 
 from bai.client import app_cmd, vfolder_cmd
 from bai.client import run as run_mod
@@ -38,6 +39,15 @@ def _key_value(text: str) -> tuple[str, str]:
 # -- command handlers ------------------------------------------------------------------------
 
 
+def _utc_time(text: str) -> datetime:
+    """An ISO 8601 time; without an offset it is taken as UTC."""
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from exc
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 async def _session_create(client: ManagerClient, args: argparse.Namespace, out: Printer) -> int:
     request = sessions_pb.CreateSessionRequest(
         name=args.name or "",
@@ -55,6 +65,11 @@ async def _session_create(client: ManagerClient, args: argparse.Namespace, out: 
         request.max_wait.FromNanoseconds(int(args.max_wait * 1e9))
     if args.batch_timeout:
         request.batch_timeout.FromNanoseconds(int(args.batch_timeout * 1e9))
+    if args.priority is not None:
+        request.priority = args.priority
+    if args.starts_at is not None:
+        request.starts_at_time.FromDatetime(args.starts_at)
+    request.dependencies.extend(args.depends_on or ())
     response = await client.create_session(request)
     out.session_state(response.session, "created" if response.created else "reused")
     return 1 if response.session.status.state in _FAILED else 0
@@ -194,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create.add_argument("--tag")
     create.add_argument("--resource-group", metavar="NAME")
+    create.add_argument("--priority", type=int, metavar="0-100",
+                        help="scheduling priority (default 10; higher goes first)")
+    create.add_argument("--starts-at", type=_utc_time, metavar="ISO-TIME",
+                        help="do not start before this time (e.g. 2026-12-01T09:00:00Z)")
+    create.add_argument("--depends-on", action="append", metavar="SESSION",
+                        help="start only after this session finished successfully (repeatable)")
     _add_slots(create)
     create.set_defaults(handler=_session_create)
 
@@ -237,7 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     app.add_argument("ref", metavar="SESSION", help="session id or name")
     app.add_argument(
-        "service", metavar="SERVICE", help="jupyter, ttyd (web terminal), ssh (or sshd)"
+        "service", metavar="SERVICE",
+        help="jupyter, ttyd (web terminal), ssh (or sshd), or an app the image declares",
     )
     app.set_defaults(handler=app_cmd.app_command)
 

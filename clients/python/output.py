@@ -121,6 +121,14 @@ class Printer:
             ("Created", when(s.create_time)),
             ("Terminated", when(s.terminate_time)),
         ]
+        fields.append(("Priority", str(s.spec.priority)))
+        if status.queue_position:
+            fields.append(("Queue position", f"{status.queue_position} in resource group "
+                                             f"{s.spec.resource_group}"))
+        if s.spec.HasField("starts_at_time"):
+            fields.append(("Starts at", when(s.spec.starts_at_time)))
+        if s.spec.dependencies:
+            fields.append(("Depends on", ", ".join(s.spec.dependencies)))
         if s.spec.startup_command:
             fields.append(("Startup command", s.spec.startup_command))
         if status.state in (session_pb.Session.STATE_TERMINATED, session_pb.Session.STATE_ERROR):
@@ -140,10 +148,11 @@ class Printer:
                     for k in s.kernels
                 ),
             )
-        if status.history:
+        if status.history:  # transitions, and each change of why a PENDING session waits
             self.table(
-                ("STATE", "SINCE", "REASON"),
-                ((state_name(t.state), when(t.transition_time), t.reason) for t in status.history),
+                ("STATE", "SINCE", "REASON", "DETAIL"),
+                ((state_name(t.state), when(t.transition_time), t.reason, t.message)
+                 for t in status.history),
             )
 
     def session_state(self, s: session_pb.Session, verb: str) -> None:

@@ -3,13 +3,15 @@ token and a deadline; failures come back as bai.common.errors (see error_from_rp
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import grpc
+from bai.common.errors import BaiError
 from bai.common.rpc import SERVICE_TOKEN_KEY, error_from_rpc
 from bai.manager.domain import slots
 from bai.manager.domain.apps import AgentApp
@@ -63,6 +65,8 @@ class GrpcAgentClientPool:
         self._config = config
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[str, Any] = {}
+        self._unbatched: set[str] = set()
+        """Agents without DestroyKernels (older versions): destroyed one call per kernel."""
 
     def _stub(self, address: str) -> Any:
         stub = self._stubs.get(address)
@@ -100,6 +104,8 @@ class GrpcAgentClientPool:
                              read_only=m.read_only) for m in spec.mounts],
             cluster_role=spec.cluster_role,
             cluster_idx=spec.cluster_idx,
+            network_kernel_id=str(spec.network_kernel_id) if spec.network_kernel_id else "",
+            cluster_hostnames=list(spec.cluster_hostnames),
         )
         reply = await self._unary(address, "CreateKernel", request, self._config.create_timeout)
         return CreatedKernel(container_id=reply.kernel.container_id)
@@ -108,6 +114,34 @@ class GrpcAgentClientPool:
         request = pb.DestroyKernelRequest(kernel_id=kernel_id, reason=reason)
         reply = await self._unary(address, "DestroyKernel", request, self._config.call_timeout)
         return int(reply.exit_code)
+
+    async def destroy_kernels(
+        self, address: str, kernels: Sequence[tuple[str, str]]
+    ) -> list[tuple[str, int, str]]:
+        if address in self._unbatched:
+            return list(await asyncio.gather(*(self._destroy_one(address, kid, reason)
+                                               for kid, reason in kernels)))
+        request = pb.DestroyKernelsRequest(kernels=[
+            pb.DestroyKernelRequest(kernel_id=kid, reason=reason) for kid, reason in kernels])
+        call = self._stub(address).DestroyKernels
+        try:
+            # Many kernels are stopped concurrently on the agent; Docker stops take seconds.
+            reply = await call(request, metadata=self._metadata,
+                               timeout=self._config.call_timeout * 3)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() is not grpc.StatusCode.UNIMPLEMENTED:
+                raise error_from_rpc(exc) from exc
+            log.info("agent %s has no DestroyKernels (an older agent): one call per kernel",
+                     address)
+            self._unbatched.add(address)
+            return await self.destroy_kernels(address, kernels)
+        return [(r.kernel_id, int(r.exit_code), r.error) for r in reply.results]
+
+    async def _destroy_one(self, address: str, kernel_id: str, reason: str) -> tuple[str, int, str]:
+        try:
+            return kernel_id, await self.destroy_kernel(address, kernel_id, reason), ""
+        except BaiError as exc:
+            return kernel_id, 0, exc.message
 
     async def restart_kernel(self, address: str, kernel_id: str) -> CreatedKernel:
         request = pb.RestartKernelRequest(kernel_id=kernel_id)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from bai.manager.domain import slots
 from bai.manager.domain.errors import InvalidSessionRequest
@@ -93,6 +93,10 @@ def session_to_proto(s: SessionRecord) -> pb.Session:
             startup_command=spec.startup_command,
             batch_timeout_seconds=spec.batch_timeout_seconds, cluster_size=spec.cluster_size,
             resource_group=spec.resource_group, tag=spec.tag,
+            cluster_mode=spec.cluster_mode, idle_timeout_seconds=spec.idle_timeout_seconds,
+            max_lifetime_seconds=spec.max_lifetime_seconds,
+            priority=spec.priority, starts_at_time=_ts(spec.starts_at),
+            dependencies=[str(d) for d in spec.dependencies],
         ),
         status=pb.SessionStatus(
             state=_state(s.state), reason=s.reason, message=s.message,
@@ -104,6 +108,7 @@ def session_to_proto(s: SessionRecord) -> pb.Session:
             ],
             conditions=_conditions(s),
             exit_code=s.exit_code or 0,
+            queue_position=s.queue_position or 0,
         ),
         kernels=[
             pb.KernelInfo(id=str(k.id), agent_id=k.agent_id or "",
@@ -132,6 +137,13 @@ def create_request(r: svc_pb.CreateSessionRequest) -> CreateRequest:
         resource_group=r.resource_group, domain=r.domain, project=r.project, tag=r.tag,
         mounts=tuple(MountRequest(vfolder_ref=m.vfolder_ref, container_path=m.container_path,
                                   read_only=m.read_only) for m in r.mounts),
+        cluster_mode=r.cluster_mode,
+        idle_timeout_seconds=_seconds(r.idle_timeout, r.HasField("idle_timeout")),
+        max_lifetime_seconds=_seconds(r.max_lifetime, r.HasField("max_lifetime")),
+        priority=r.priority if r.HasField("priority") else None,
+        starts_at=(r.starts_at_time.ToDatetime(tzinfo=UTC)
+                   if r.HasField("starts_at_time") else None),
+        dependencies=tuple(r.dependencies),
     )
 
 

@@ -1,8 +1,13 @@
 """AgentRegistryService servicer: the bidirectional heartbeat stream (protocol in the proto).
 
-The stream is served with ``context.read()``/``context.write()``: a reader task handles the
-agent's messages and queues answers; the writer loop sends them in order. A second stream of
-the same agent id ends the older one.
+The stream is served with ``context.read()``/``context.write()`` from the handler's own
+coroutine: each message is read, handled and answered in turn (no queue and no second task per
+stream: at thousands of agents the per-message task switches were most of the cost). A second
+stream of the same agent id supersedes the older one: the older handler ends its stream (status
+OK) at its next message. (Cancelling the older handler's task instead would leave that stream
+open: grpc.aio sends no status for a cancelled handler.)
+Heartbeat acks reuse one message per stream (``write`` serializes it before returning), and a
+heartbeat's kernel list is only converted when the registry will reconcile it.
 """
 
 from __future__ import annotations
@@ -21,13 +26,13 @@ __all__ = ["AgentRegistryServicer"]
 
 log = logging.getLogger(__name__)
 Context: TypeAlias = grpc.aio.ServicerContext
-Outbox = asyncio.Queue[pb.HeartbeatResponse | None]
 
 
 class AgentRegistryServicer(pb_grpc.AgentRegistryServiceServicer):
     def __init__(self, registry: AgentRegistry) -> None:
         self._registry = registry
-        self._streams: dict[str, Outbox] = {}
+        self._streams: dict[str, object] = {}
+        """The live stream of each agent, as a token unique to the stream."""
 
     async def Heartbeat(self, request_iterator: object, context: Context) -> None:
         first = await context.read()
@@ -36,60 +41,58 @@ class AgentRegistryServicer(pb_grpc.AgentRegistryServiceServicer):
         if first.WhichOneof("message") != "registration":
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "the first message of a heartbeat stream must be a registration")
-        outbox: Outbox = asyncio.Queue()
-        agent_id = await self._register(first.registration, outbox)
-        previous = self._streams.get(agent_id)
-        if previous is not None:
+        agent_id = await self._register(first.registration, context)
+        this = object()
+        if agent_id in self._streams:
             log.info("agent %s opened a new heartbeat stream; closing the older one", agent_id)
-            previous.put_nowait(None)
-        self._streams[agent_id] = outbox
-        reader = asyncio.create_task(self._read(agent_id, context, outbox))
-        try:
-            while (message := await outbox.get()) is not None:
-                await context.write(message)
-        finally:
-            reader.cancel()
-            if self._streams.get(agent_id) is outbox:
-                del self._streams[agent_id]
-
-    async def _register(self, message: pb.AgentRegistration, outbox: Outbox) -> str:
-        registered = await self._registry.register(registration(message))
-        outbox.put_nowait(pb.HeartbeatResponse(registration_ack=pb.RegistrationAck(
-            agent_id=registered.agent_id,
-            heartbeat_interval_ms=registered.heartbeat_interval_ms)))
-        if registered.destroy_kernel_ids:
-            outbox.put_nowait(_destroy(registered.destroy_kernel_ids))
-        return registered.agent_id
-
-    async def _read(self, agent_id: str, context: Context, outbox: Outbox) -> None:
+        self._streams[agent_id] = this
+        ack = pb.HeartbeatResponse(heartbeat_ack=pb.HeartbeatAck())
         try:
             while (message := await context.read()) is not grpc.aio.EOF:
+                if self._streams.get(agent_id) is not this:
+                    return  # superseded by a newer stream of the agent
                 try:
-                    await self._handle(agent_id, message, outbox)
+                    await self._handle(agent_id, message, context, ack)
+                except (grpc.aio.AioRpcError, asyncio.CancelledError):
+                    raise
                 except Exception:
                     log.exception("agent %s: could not handle %s", agent_id,
                                   message.WhichOneof("message"))
-        except (asyncio.CancelledError, grpc.aio.AioRpcError):
-            pass
+        except grpc.aio.AioRpcError:
+            pass  # the agent went away; LOST detection takes it from here
         finally:
-            outbox.put_nowait(None)
+            if self._streams.get(agent_id) is this:
+                del self._streams[agent_id]
 
-    async def _handle(self, agent_id: str, message: pb.HeartbeatRequest, outbox: Outbox) -> None:
+    async def _register(self, message: pb.AgentRegistration, context: Context) -> str:
+        registered = await self._registry.register(registration(message))
+        await context.write(pb.HeartbeatResponse(registration_ack=pb.RegistrationAck(
+            agent_id=registered.agent_id,
+            heartbeat_interval_ms=registered.heartbeat_interval_ms)))
+        if registered.destroy_kernel_ids:
+            await context.write(_destroy(registered.destroy_kernel_ids))
+        return registered.agent_id
+
+    async def _handle(
+        self, agent_id: str, message: pb.HeartbeatRequest, context: Context,
+        ack: pb.HeartbeatResponse,
+    ) -> None:
         kind = message.WhichOneof("message")
         if kind == "heartbeat":
             beat = message.heartbeat
-            destroy = await self._registry.heartbeat(agent_id, beat.sequence,
-                                                     kernel_reports(beat.kernels))
-            outbox.put_nowait(pb.HeartbeatResponse(
-                heartbeat_ack=pb.HeartbeatAck(sequence=beat.sequence)))
+            kernels = (kernel_reports(beat.kernels)
+                       if self._registry.wants_kernels(beat.sequence) else None)
+            destroy = await self._registry.heartbeat(agent_id, beat.sequence, kernels)
+            ack.heartbeat_ack.sequence = beat.sequence
+            await context.write(ack)
             if destroy:
-                outbox.put_nowait(_destroy(destroy))
+                await context.write(_destroy(destroy))
         elif kind == "event":
             event = kernel_event(message.event)
             if event is not None:
                 await self._registry.kernel_event(agent_id, event)
         elif kind == "registration":
-            await self._register(message.registration, outbox)
+            await self._register(message.registration, context)
 
 
 def _destroy(kernel_ids: tuple[str, ...]) -> pb.HeartbeatResponse:

@@ -100,7 +100,8 @@ class SessionServicer(pb_grpc.SessionServiceServicer):
         if self._apps is None:
             raise FailedPrecondition("apps need the app proxy (--appproxy)", reason="NO_APP_PROXY")
         app = await self._apps.start(principal(), request.session_ref, request.service,
-                                     dict(request.environ), list(request.arguments))
+                                     dict(request.environ), list(request.arguments),
+                                     raw_tcp=request.raw_tcp)
         return pb.StartServiceResponse(
             url=app.url, host=app.host, port=app.port, token=app.token, protocol=app.protocol,
             circuit_id=app.circuit_id, ssh_private_key=app.ssh_private_key,

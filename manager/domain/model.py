@@ -35,6 +35,7 @@ __all__ = [
     "LogChunk",
     "NewSession",
     "Principal",
+    "ProjectGrant",
     "Role",
     "SessionRecord",
     "SessionSpec",
@@ -119,6 +120,15 @@ class Role(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class ProjectGrant:
+    """A project the caller belongs to, with its role there (``member`` or ``admin``)."""
+
+    id: uuid.UUID
+    name: str
+    role: str = "member"
+
+
+@dataclass(frozen=True, slots=True)
 class Principal:
     """The authenticated caller of a user-facing call."""
 
@@ -127,6 +137,8 @@ class Principal:
     email: str
     role: Role
     domain: str
+    projects: tuple[ProjectGrant, ...] = ()
+    """Projects of the caller's domain it belongs to (RBAC: project admins)."""
 
     @property
     def is_superadmin(self) -> bool:
@@ -145,6 +157,11 @@ class KeypairInfo:
     email: str
     role: Role
     domain: str
+    projects: tuple[ProjectGrant, ...] = ()
+    """The owner's project memberships."""
+    rate_limit: int = 0
+    """Requests per 15-minute window (0 = not limited)."""
+    resource_policy: str = "default"
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +191,23 @@ class SessionSpec:
     tag: str = ""
     mounts: tuple[Mount, ...] = ()
     """vfolders resolved to host paths at creation."""
+    cluster_mode: str = "single-node"
+    """Every kernel of the session on one agent, in one network namespace."""
+    idle_timeout_seconds: float = 0.0
+    """Terminate after this long without an execution or app start; 0 means never."""
+    max_lifetime_seconds: float = 0.0
+    """Terminate this long after it started running; 0: only the resource policy's limit."""
+    priority: int = 10
+    """Scheduling priority 0-100: higher tiers are scheduled first (Backend.AI's default 10)."""
+    starts_at: datetime | None = None
+    """Not scheduled before this time (None: as soon as possible)."""
+    dependencies: tuple[uuid.UUID, ...] = ()
+    """Sessions that must finish successfully before this one is scheduled."""
+
+    @property
+    def total_resources(self) -> Slots:
+        """Slots of all the session's kernels together (what its one agent must have free)."""
+        return {k: v * self.cluster_size for k, v in self.resources.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +265,8 @@ class SessionRecord:
     request_id: str | None
     kernels: tuple[KernelRecord, ...] = ()
     history: tuple[StatusEntry, ...] = ()
+    queue_position: int | None = None
+    """PENDING: 1-based place in its resource group's queue (filled by GetSession only)."""
 
     @property
     def main_kernel(self) -> KernelRecord | None:
@@ -346,6 +382,10 @@ class KernelCreation:
     cluster_role: str
     cluster_idx: int
     mounts: tuple[Mount, ...] = ()
+    network_kernel_id: uuid.UUID | None = None
+    """Cluster sessions: the main kernel whose network namespace this kernel joins."""
+    cluster_hostnames: tuple[str, ...] = ()
+    """Cluster sessions: every kernel's hostname (127.0.0.1 in /etc/hosts)."""
 
 
 @dataclass(frozen=True, slots=True)

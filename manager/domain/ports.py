@@ -198,6 +198,13 @@ class AgentClient(Protocol):
 
     async def destroy_kernel(self, address: str, kernel_id: str, reason: str) -> int: ...
 
+    async def destroy_kernels(
+        self, address: str, kernels: Sequence[tuple[str, str]]
+    ) -> list[tuple[str, int, str]]:
+        """Destroys ``(kernel id, reason)``s in one call; ``(kernel id, exit code, error)``
+        each, error "" when the kernel is gone."""
+        ...
+
     async def restart_kernel(self, address: str, kernel_id: str) -> CreatedKernel: ...
 
     async def interrupt_kernel(self, address: str, kernel_id: str) -> None: ...

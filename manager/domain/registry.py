@@ -7,11 +7,11 @@ Registration is a complete snapshot of the agent's kernels, so it also reconcile
 Sessions on a LOST agent are left as they are (the agent may come back); the scheduler only
 places onto ALIVE agents.
 
-Liveness writes are coalesced: a heartbeat (or kernel event) of an ALIVE agent only records its
-time in memory; :meth:`AgentRegistry.flush` writes the latest time of every agent heard from in
-one batch, every ``flush_interval`` seconds and always right before the LOST check, so the check
-never sees a time older than the last message. A message from an agent this process saw go LOST
-is written at once (LOST → ALIVE).
+Liveness writes are coalesced: a heartbeat (or kernel event) only records its time in memory;
+:meth:`AgentRegistry.flush` writes the latest time of every agent heard from in one batch, every
+``flush_interval`` seconds and always right before the LOST check, so the check never sees a
+time older than the last message. A LOST agent that speaks again is revived (LOST → ALIVE) by
+that flush, at most ``flush_interval`` after its message.
 """
 
 from __future__ import annotations
@@ -55,6 +55,10 @@ class RegistryConfig:
     """Reconcile the kernel list of every N-th heartbeat (0: only at registration)."""
     flush_interval: float = 0.5
     """Seconds between batched writes of the agents' last-message times."""
+    max_concurrent_registrations: int = 24
+    """Registrations handled at once; the others wait their turn. Thousands of agents
+    (re)connecting together would otherwise take every database connection (the pool holds
+    30), so that flushes and user calls time out too. Kept below the pool size."""
 
     @property
     def effective_lost_timeout(self) -> float:
@@ -95,8 +99,13 @@ class AgentRegistry:
         """Agents this process marked (or found) LOST."""
         self.heartbeats = 0
         """Heartbeats received (benchmarks)."""
+        self._registering = asyncio.Semaphore(config.max_concurrent_registrations)
 
     async def register(self, reg: AgentRegistration) -> Registered:
+        async with self._registering:
+            return await self._register(reg)
+
+    async def _register(self, reg: AgentRegistration) -> Registered:
         received = utcnow()
         agent = await self._agents.register(reg, received)
         self._lost.discard(agent.id)
@@ -142,6 +151,12 @@ class AgentRegistry:
         except IllegalTransition:
             pass
 
+    def wants_kernels(self, sequence: int) -> bool:
+        """Whether the heartbeat of this sequence number gets its kernel list reconciled (the
+        transport converts the list only then)."""
+        every = self.config.reconcile_every
+        return every > 0 and sequence % every == 0
+
     async def heartbeat(
         self, agent_id: str, sequence: int = 0, kernels: Sequence[KernelReport] | None = None
     ) -> tuple[str, ...]:
@@ -150,22 +165,17 @@ class AgentRegistry:
         received = utcnow()
         self.heartbeats += 1
         before = await self._touch(agent_id, received)
-        every = self.config.reconcile_every
-        if before is None or kernels is None or every <= 0 or sequence % every:
+        if before is None or kernels is None or not self.wants_kernels(sequence):
             return ()
         return tuple(await self._reconcile(agent_id, kernels, received))
 
     async def _touch(self, agent_id: str, at: datetime) -> AgentStatus | None:
-        """Records a message: in memory for an ALIVE agent, at once for a LOST one."""
-        if agent_id not in self._lost:
-            self._seen[agent_id] = at
-            return AgentStatus.ALIVE
-        before = await self._agents.touch(agent_id, at)
-        self._lost.discard(agent_id)
-        if before is AgentStatus.LOST:
-            log.warning("agent %s is back (ALIVE)", agent_id)
-            await self._bus.publish(AgentChanged(agent_id, AgentStatus.ALIVE))
-        return before
+        """Records a message in memory; the next flush (at most ``flush_interval`` later)
+        writes it and revives the agent if it was LOST. Writing a LOST agent's message at once
+        cost a transaction per message: when many agents come back together (a network blip,
+        an overloaded manager) that write storm kept the manager behind and the agents LOST."""
+        self._seen[agent_id] = at
+        return AgentStatus.LOST if agent_id in self._lost else AgentStatus.ALIVE
 
     async def flush(self) -> None:
         """Writes the coalesced last-message times (one batch); revives LOST agents among them
@@ -179,8 +189,8 @@ class AgentRegistry:
             for agent_id, at in seen.items():  # keep them for the next flush
                 self._seen.setdefault(agent_id, at)
             raise
+        self._lost.difference_update(seen)  # every agent written is ALIVE now
         for agent_id in revived:
-            self._lost.discard(agent_id)
             log.warning("agent %s is back (ALIVE)", agent_id)
             await self._bus.publish(AgentChanged(agent_id, AgentStatus.ALIVE))
 
@@ -193,22 +203,29 @@ class AgentRegistry:
         session = await self._exits.on_exit(agent_id, event.kernel_id, event.exit_code,
                                             event.reason)
         if session is not None:
-            self._destroy_later(agent_id, event.kernel_id, f"session {session.state}")
+            # The session is over: its other kernels (a cluster's) go with the exited one.
+            kernel_ids = [str(k.id) for k in session.kernels if k.agent_id == agent_id]
+            self._destroy_later(agent_id, kernel_ids or [event.kernel_id],
+                                f"session {session.state}")
 
-    def _destroy_later(self, agent_id: str, kernel_id: str, reason: str) -> None:
-        """Destroys an exited kernel without holding up the agent's stream."""
+    def _destroy_later(self, agent_id: str, kernel_ids: list[str], reason: str) -> None:
+        """Destroys the kernels of an ended session without holding up the agent's stream."""
 
         async def destroy() -> None:
             agent = await self._agents.get(agent_id)
             if agent is None:
                 return
             try:
-                await self._client.destroy_kernel(agent.address, kernel_id, reason)
+                results = await self._client.destroy_kernels(
+                    agent.address, [(kid, reason) for kid in kernel_ids])
             except BaiError as exc:
-                log.warning("could not destroy exited kernel %s on agent %s: %s", kernel_id,
-                            agent_id, exc.message)
+                results = [(kid, 0, exc.message) for kid in kernel_ids]
+            for kernel_id, _, error in results:
+                if error:
+                    log.warning("could not destroy kernel %s on agent %s: %s", kernel_id,
+                                agent_id, error)
 
-        task = asyncio.create_task(destroy(), name=f"destroy-{kernel_id}")
+        task = asyncio.create_task(destroy(), name=f"destroy-{kernel_ids[0]}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

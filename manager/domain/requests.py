@@ -7,6 +7,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 
 from bai.manager.domain import slots
@@ -26,6 +27,10 @@ __all__ = [
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9._-]{4,64}$")
 _REQUEST_ID_MAX = 128
+MAX_CLUSTER_SIZE = 16
+MIN_PRIORITY, DEFAULT_PRIORITY, MAX_PRIORITY = 0, 10, 100
+"""Backend.AI's session priority range and default."""
+MAX_DEPENDENCIES = 16
 DEFAULT_SLOTS: Slots = {"cpu": Decimal(1), "mem": Decimal(1 << 30)}
 """Used when neither the request nor the image minimum says more."""
 
@@ -53,6 +58,16 @@ class CreateRequest:
     tag: str = ""
     mounts: tuple[MountRequest, ...] = ()
     """vfolders to mount; resolved to host paths by the vfolder service."""
+    cluster_mode: str = ""
+    """"single-node" (the default when empty); "multi-node" is not supported."""
+    idle_timeout_seconds: float = 0.0
+    max_lifetime_seconds: float = 0.0
+    priority: int | None = None
+    """0-100; None means DEFAULT_PRIORITY."""
+    starts_at: datetime | None = None
+    """Not scheduled before this time."""
+    dependencies: tuple[str, ...] = ()
+    """Session ids or names that must finish successfully first (resolved by the service)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,10 +94,26 @@ def validate(req: CreateRequest) -> ValidRequest:
     if session_type is SessionType.BATCH and not req.startup_command.strip():
         raise InvalidSessionRequest("a batch session needs a startup command",
                                     reason="MISSING_STARTUP_COMMAND")
-    if req.cluster_size not in (0, 1):
+    if not 0 <= req.cluster_size <= MAX_CLUSTER_SIZE:
         raise InvalidSessionRequest(
-            f"cluster_size {req.cluster_size} is not supported yet (only 1)",
+            f"cluster_size {req.cluster_size} must be between 1 and {MAX_CLUSTER_SIZE}",
             reason="UNSUPPORTED_CLUSTER_SIZE")
+    if req.cluster_mode.strip().lower() not in ("", "single-node", "single_node"):
+        raise InvalidSessionRequest(
+            f"cluster_mode {req.cluster_mode!r} is not supported (only single-node: every "
+            "kernel on one agent)", reason="UNSUPPORTED_CLUSTER_MODE")
+    for what, value in (("idle_timeout", req.idle_timeout_seconds),
+                        ("max_lifetime", req.max_lifetime_seconds)):
+        if value < 0 or not math.isfinite(value):
+            raise InvalidSessionRequest(f"{what} must not be negative")
+    if req.priority is not None and not MIN_PRIORITY <= req.priority <= MAX_PRIORITY:
+        raise InvalidSessionRequest(
+            f"priority {req.priority} must be between {MIN_PRIORITY} and {MAX_PRIORITY}",
+            reason="INVALID_PRIORITY")
+    if len(req.dependencies) > MAX_DEPENDENCIES:
+        raise InvalidSessionRequest(
+            f"a session may depend on at most {MAX_DEPENDENCIES} sessions",
+            reason="TOO_MANY_DEPENDENCIES")
     if req.batch_timeout_seconds < 0 or not math.isfinite(req.batch_timeout_seconds):
         raise InvalidSessionRequest("batch_timeout must not be negative")
     if req.max_wait_seconds < 0:
@@ -122,8 +153,12 @@ def build_spec(
         environ=dict(req.environ),
         startup_command=req.startup_command,
         batch_timeout_seconds=req.batch_timeout_seconds,
-        cluster_size=1,
+        cluster_size=max(1, req.cluster_size),
         resource_group=req.resource_group.strip() or "default",
         tag=req.tag,
         mounts=mounts,
+        idle_timeout_seconds=req.idle_timeout_seconds,
+        max_lifetime_seconds=req.max_lifetime_seconds,
+        priority=DEFAULT_PRIORITY if req.priority is None else req.priority,
+        starts_at=req.starts_at,
     )

@@ -13,10 +13,11 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from bai.common.errors import BaiError, NotFound
+from bai.manager.domain import rbac
 from bai.manager.domain.errors import (
     AgentUnavailable,
     DuplicateRequest,
@@ -28,6 +29,7 @@ from bai.manager.domain.errors import (
 )
 from bai.manager.domain.events import SessionChanged
 from bai.manager.domain.images import ImageCatalog
+from bai.manager.domain.lifecycle.expiry import ActivityTracker
 from bai.manager.domain.lifecycle.inflight import InFlight
 from bai.manager.domain.lifecycle.terminate import TerminateHandler
 from bai.manager.domain.model import (
@@ -65,6 +67,7 @@ from bai.manager.domain.requests import (
     build_spec,
     validate,
 )
+from bai.manager.domain.scheduling.queue import QueueView
 from bai.manager.domain.transitions import Transitions
 from bai.manager.domain.vfolders import StorageNotConfigured, VFolderService
 
@@ -104,6 +107,8 @@ class SessionService:
         inflight: InFlight,
         config: SessionsConfig = SessionsConfig(),
         vfolders: VFolderService | None = None,
+        activity: ActivityTracker | None = None,
+        queue: QueueView | None = None,
     ) -> None:
         self._sessions = sessions
         self._accounts = accounts
@@ -116,6 +121,10 @@ class SessionService:
         self._inflight = inflight
         self._config = config
         self._vfolders = vfolders
+        self._activity = activity
+        """Executions and interrupts count as activity (idle timeout)."""
+        self._queue = queue
+        """Fills a PENDING session's queue position in :meth:`get`."""
 
     # ---- create ------------------------------------------------------------------------
 
@@ -130,6 +139,8 @@ class SessionService:
             existing = await self._sessions.find_by_name(valid.name, who.access_key)
             if existing is not None and existing.is_live:
                 return Created(existing, False)
+        if self._queue is not None:
+            await self._queue.admit(who.access_key)
         new = await self._new_session(who, req, valid)
         async with self._bus.subscribe() as events:
             try:
@@ -159,6 +170,10 @@ class SessionService:
         if not await self._accounts.project_exists(domain, project):
             raise InvalidSessionRequest(f"project {project!r} does not exist in domain "
                                         f"{domain!r}", reason="PROJECT_NOT_FOUND")
+        if not rbac.allows(who, rbac.Action.CREATE, rbac.Target(
+                rbac.Kind.SESSION, domain=domain, project_name=project)):
+            raise NotAllowed(f"{who.email} is not a member of project {project!r}",
+                             reason="NOT_A_PROJECT_MEMBER")
         mounts = await self._resolve_mounts(who, req)
         image = await self._catalog.resolve(req.image)
         failure = None
@@ -168,10 +183,25 @@ class SessionService:
         else:
             spec = build_spec(req, valid, image.ref,
                               apply_image_minimums(valid.requested, image), mounts)
+        if req.dependencies:
+            spec = replace(spec, dependencies=await self._resolve_dependencies(who, req))
         return NewSession(id=uuid.uuid4(), name=valid.name, access_key=who.access_key,
                           domain=domain, project=project, spec=spec,
                           request_id=req.request_id or None, created_at=utcnow(),
-                          kernel_ids=(uuid.uuid4(),), failure=failure)
+                          kernel_ids=tuple(uuid.uuid4() for _ in range(spec.cluster_size)),
+                          failure=failure)
+
+    async def _resolve_dependencies(
+        self, who: Principal, req: CreateRequest
+    ) -> tuple[uuid.UUID, ...]:
+        found: list[uuid.UUID] = []
+        for ref in req.dependencies:
+            try:
+                found.append((await self._lookup(who, ref.strip())).id)
+            except SessionNotFound as exc:
+                raise SessionNotFound(f"dependency {ref!r}: no such session",
+                                      reason="DEPENDENCY_NOT_FOUND") from exc
+        return tuple(dict.fromkeys(found))
 
     async def _resolve_mounts(self, who: Principal, req: CreateRequest) -> tuple[Mount, ...]:
         if not req.mounts:
@@ -208,7 +238,11 @@ class SessionService:
     # ---- read --------------------------------------------------------------------------
 
     async def get(self, who: Principal, ref: str) -> SessionRecord:
-        return await self._lookup(who, ref)
+        record = await self._lookup(who, ref)
+        if record.state is S.PENDING and self._queue is not None:
+            position = await self._queue.position(record.id, record.spec.resource_group)
+            record = replace(record, queue_position=position)
+        return record
 
     async def list_sessions(
         self, who: Principal, states: frozenset[SessionState], page_size: int, page_token: str
@@ -231,10 +265,16 @@ class SessionService:
         with self._inflight.hold(session.id):
             return await self._terminator.terminate(
                 session.id, forced=forced, reason="UserRequested",
-                message=f"terminated by {who.email}" + (" (forced)" if forced else ""))
+                message=f"terminated by {who.email}" + (" (forced)" if forced else ""),
+                loaded=session)
 
     async def restart(self, who: Principal, ref: str) -> SessionRecord:
         session = await self._lookup(who, ref, write=True)
+        if len(session.kernels) > 1:  # the subs live in the main kernel's network namespace
+            raise SessionNotRunning(
+                f"session {session.name} has {len(session.kernels)} kernels; restarting a "
+                "cluster session is not supported (delete and create it again)",
+                reason="CLUSTER_RESTART_UNSUPPORTED")
         kernel, agent = await self._running_kernel(session)
         with self._inflight.hold(session.id):
             await self._moves.move(session.id, S.RUNNING, S.RESTARTING, "UserRequested",
@@ -327,7 +367,14 @@ class SessionService:
             raise AgentUnavailable(
                 f"agent {target.agent_id} of kernel {target.kernel_id} is {state}"
             )
+        if self._activity is not None:
+            self._activity.touch(target.session_id)
         return target.agent_address, str(target.kernel_id)
+
+    def note_activity(self, session_id: uuid.UUID) -> None:
+        """Counts as use of the session for its idle timeout (e.g. an app was opened)."""
+        if self._activity is not None:
+            self._activity.touch(session_id)
 
     async def _running_kernel(self, session: SessionRecord) -> tuple[KernelRecord, AgentRecord]:
         kernel = session.main_kernel
@@ -350,11 +397,10 @@ def _require_writer(who: Principal) -> None:
 
 
 def _visible(who: Principal, record: SessionRecord | ExecTarget) -> bool:
-    if who.is_superadmin:
-        return True
-    if who.role is Role.ADMIN and record.domain == who.domain:
-        return True
-    return record.access_key == who.access_key
+    """The RBAC decision (owner, project admin, domain admin, superadmin; monitors read)."""
+    return rbac.allows(who, rbac.Action.READ, rbac.Target(
+        rbac.Kind.SESSION, domain=record.domain, owner_access_key=record.access_key,
+        project_name=getattr(record, "project", None)))
 
 
 def _encode_token(cursor: PageCursor) -> str:

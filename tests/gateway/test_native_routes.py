@@ -26,7 +26,8 @@ _BODY = re.compile(r"\bbody\s*:\s*\"([^\"]*)\"")
 def _annotations_in_source() -> dict[str, tuple[str, str, str]]:
     """``{rpc: (VERB, template, body)}`` read from the .proto text itself."""
     found: dict[str, tuple[str, str, str]] = {}
-    for name in ("session_service.proto", "image_service.proto", "vfolder_service.proto"):
+    for name in ("session_service.proto", "image_service.proto", "vfolder_service.proto",
+                 "tenancy_service.proto"):
         for rpc_name, options in _RPC.findall((PROTO_DIR / name).read_text()):
             rule = _RULE.search(options)
             if rule:
@@ -41,7 +42,8 @@ def _by_name() -> dict[str, Binding]:
 
 def test_every_annotated_rpc_has_exactly_its_route() -> None:
     source = _annotations_in_source()
-    assert len(source) == 19  # 9 SessionService + ListImages + 9 VFolderService: all found
+    # 9 SessionService + ListImages + 28 VFolderService + 24 TenancyService: all found
+    assert len(source) == 62
     table = {b.method.name: (b.verb, b.template, b.body) for b in bindings()}
     assert table == source
 

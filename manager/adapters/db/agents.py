@@ -20,13 +20,19 @@ from bai.manager.domain.model import (
     ImageRecord,
     Slots,
 )
-from sqlalchemy import Table, bindparam, delete, select, update
+from sqlalchemy import Table, bindparam, delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 __all__ = ["SqlAgentRepository"]
 
 _ALIVE, _LOST = AgentStatus.ALIVE.value, AgentStatus.LOST.value
 _TERMINATED = AgentStatus.TERMINATED.value
+_AGENTS = cast(Table, AgentRow.__table__)
+_TOUCH_MANY_PG = text(
+    "UPDATE agents AS a SET last_heartbeat = u.at, status = :alive "
+    "FROM unnest(CAST(:ids AS varchar[]), CAST(:ats AS timestamptz[])) AS u(id, at) "
+    "WHERE a.id = u.id AND a.status != :terminated"
+)
 
 
 class SqlAgentRepository:
@@ -113,22 +119,29 @@ class SqlAgentRepository:
 
     async def touch_many(self, seen: Mapping[str, datetime]) -> list[str]:
         """Records the last message of many agents in one transaction (LOST → ALIVE);
-        returns the ids of those that were LOST."""
+        returns the ids of those that were LOST.
+
+        On PostgreSQL this is one UPDATE joined with ``unnest`` of two arrays (ids, times):
+        5,000 agents every flush cost one statement, not 5,000 executemany rows each bound
+        through SQLAlchemy. The LOST ones are found among the (few) LOST rows, not by an IN
+        list of every id."""
         if not seen:
             return []
         ids = sorted(seen)
-        agents = cast(Table, AgentRow.__table__)
         async with self._db.write() as s:
-            lost = sorted(await s.scalars(
-                select(AgentRow.id).where(AgentRow.id.in_(ids), AgentRow.status == _LOST)
-            ))
-            await s.execute(
-                update(agents)
-                .where(agents.c.id == bindparam("b_id"), agents.c.status != _TERMINATED)
-                .values(last_heartbeat=bindparam("b_at"), status=_ALIVE),
-                [{"b_id": agent_id, "b_at": seen[agent_id]} for agent_id in ids],
-            )
-        return lost
+            was_lost = set(await s.scalars(select(AgentRow.id).where(AgentRow.status == _LOST)))
+            if self._db.is_sqlite:
+                await s.execute(
+                    update(_AGENTS)
+                    .where(_AGENTS.c.id == bindparam("b_id"), _AGENTS.c.status != _TERMINATED)
+                    .values(last_heartbeat=bindparam("b_at"), status=_ALIVE),
+                    [{"b_id": agent_id, "b_at": seen[agent_id]} for agent_id in ids],
+                )
+            else:
+                await s.execute(_TOUCH_MANY_PG, {
+                    "ids": ids, "ats": [seen[agent_id] for agent_id in ids],
+                    "alive": _ALIVE, "terminated": _TERMINATED})
+        return sorted(was_lost.intersection(ids))
 
     async def mark_lost(self, silent_since: datetime) -> list[str]:
         async with self._db.write() as s:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from bai.manager.adapters.db.tables import AgentRow, KernelRow, SessionRow, StatusHistoryRow
@@ -36,6 +38,12 @@ def spec_to_json(spec: SessionSpec) -> dict[str, Any]:
         "tag": spec.tag,
         "mounts": [{"host_path": m.host_path, "container_path": m.container_path,
                     "read_only": m.read_only} for m in spec.mounts],
+        "cluster_mode": spec.cluster_mode,
+        "idle_timeout_seconds": spec.idle_timeout_seconds,
+        "max_lifetime_seconds": spec.max_lifetime_seconds,
+        "priority": spec.priority,
+        "starts_at": spec.starts_at.isoformat() if spec.starts_at else None,
+        "dependencies": [str(d) for d in spec.dependencies],
     }
 
 
@@ -53,6 +61,12 @@ def spec_from_json(raw: dict[str, Any]) -> SessionSpec:
         mounts=tuple(Mount(host_path=str(m["host_path"]),
                            container_path=str(m["container_path"]),
                            read_only=bool(m["read_only"])) for m in raw.get("mounts", [])),
+        cluster_mode=str(raw.get("cluster_mode", "single-node")),
+        idle_timeout_seconds=float(raw.get("idle_timeout_seconds", 0.0)),
+        max_lifetime_seconds=float(raw.get("max_lifetime_seconds", 0.0)),
+        priority=int(raw.get("priority", 10)),
+        starts_at=datetime.fromisoformat(raw["starts_at"]) if raw.get("starts_at") else None,
+        dependencies=tuple(uuid.UUID(d) for d in raw.get("dependencies", ())),
     )
 
 

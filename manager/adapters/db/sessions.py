@@ -11,12 +11,21 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
+from bai.common.errors import BaiError
 from bai.manager.adapters.db.engine import Database
 from bai.manager.adapters.db.placement import place_batch
 from bai.manager.adapters.db.records import kernel_record, session_record, spec_to_json
-from bai.manager.adapters.db.tables import AgentRow, KernelRow, SessionRow, StatusHistoryRow
+from bai.manager.adapters.db.tables import (
+    AgentRow,
+    KernelRow,
+    KeypairResourcePolicyRow,
+    KeypairRow,
+    SessionDependencyRow,
+    SessionRow,
+    StatusHistoryRow,
+)
 from bai.manager.domain import slots
 from bai.manager.domain.errors import (
     DuplicateRequest,
@@ -24,6 +33,7 @@ from bai.manager.domain.errors import (
     SessionNameTaken,
     SessionNotFound,
 )
+from bai.manager.domain.lifecycle.expiry import ExpiryCandidate
 from bai.manager.domain.model import (
     LIVE_STATES,
     TERMINAL_STATES,
@@ -38,7 +48,7 @@ from bai.manager.domain.model import (
 )
 from bai.manager.domain.placement import Placement
 from bai.manager.domain.ports import PageCursor, PlaceOutcome
-from sqlalchemy import Select, and_, bindparam, or_, select, update
+from sqlalchemy import Select, Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -104,11 +114,13 @@ class SqlSessionRepository:
                 hist[h.session_id].append(h)
         return [session_record(r, kernels[r.id], hist[r.id]) for r in rows]
 
-    async def _one(self, s: AsyncSession, session_id: uuid.UUID) -> SessionRecord | None:
+    async def _one(
+        self, s: AsyncSession, session_id: uuid.UUID, *, history: bool = True
+    ) -> SessionRecord | None:
         row = await s.get(SessionRow, session_id, populate_existing=True)
         if row is None:
             return None
-        return (await self._records(s, [row]))[0]
+        return (await self._records(s, [row], history=history))[0]
 
     async def get(self, session_id: uuid.UUID) -> SessionRecord | None:
         async with self._db.read() as s:
@@ -243,9 +255,13 @@ class SqlSessionRepository:
                 terminated_at=at if failed else None,
                 exit_code=None,
                 request_id=new.request_id,
+                priority=new.spec.priority,
+                starts_at=new.spec.starts_at,
             )
         )
         await s.flush()  # rows without relationships are not ordered by their foreign keys
+        for depends_on in dict.fromkeys(new.spec.dependencies):
+            s.add(SessionDependencyRow(session_id=new.id, depends_on=depends_on))
         for idx, kernel_id in enumerate(new.kernel_ids):
             s.add(
                 KernelRow(
@@ -300,6 +316,8 @@ class SqlSessionRepository:
         }
         if terminal:
             values.update(live_name=None, terminated_at=at)
+        if target is S.RUNNING:  # the lifetime counts from the first start
+            values["started_at"] = func.coalesce(SessionRow.started_at, at)
         if exit_code is not None:
             values["exit_code"] = exit_code
         async with self._db.write() as s:
@@ -333,9 +351,69 @@ class SqlSessionRepository:
             s.add(StatusHistoryRow(session_id=session_id, state=target.value, reason=reason,
                                    message=message, at=at))
             await s.flush()
-            record = await self._one(s, session_id)
+            # Handlers moving through a passing state read no history (one query less, on the
+            # path of every start and termination); records users get back carry it.
+            record = await self._one(s, session_id, history=target not in _PASSING)
         assert record is not None
         return record
+
+    async def transition_many(
+        self,
+        moves: Sequence[tuple[uuid.UUID, str, str]],
+        sources: frozenset[SessionState],
+        target: SessionState,
+        *,
+        at: datetime,
+    ) -> dict[uuid.UUID, SessionRecord | BaiError]:
+        """Many ``(session id, reason, message)`` moves from ``sources`` to ``target`` in one
+        transaction, with the effects of :meth:`transition` for each. Sessions not in
+        ``sources`` (or unknown) are left unchanged and get their error instead of a record.
+
+        Lock order is the repository's: session rows (by id), then agent rows (by id).
+        """
+        check_edges(sources, target)
+        terminal = target in TERMINAL_STATES
+        wanted = {sid: (reason, message) for sid, reason, message in moves}
+        out: dict[uuid.UUID, SessionRecord | BaiError] = {}
+        async with self._db.write() as s:
+            current = dict((await s.execute(
+                select(SessionRow.id, SessionRow.state).where(SessionRow.id.in_(list(wanted)))
+                .order_by(SessionRow.id).with_for_update())).all())
+            accepted = [sid for sid in wanted if current.get(sid) in _values(sources)]
+            for sid in wanted:
+                if sid not in current:
+                    out[sid] = SessionNotFound(f"session {sid} not found")
+                elif sid not in accepted:
+                    out[sid] = IllegalTransition(
+                        f"session {sid} is {current[sid]}, not {' or '.join(_values(sources))}; "
+                        f"it cannot move to {target}", metadata={"state": current[sid]})
+            if not accepted:
+                return out
+            values: dict[str, Any] = {"state": target.value, "state_changed_at": at,
+                                      "reason": bindparam("b_reason"),
+                                      "message": bindparam("b_message")}
+            if terminal:
+                values.update(live_name=None, terminated_at=at)
+            await s.execute(
+                update(_SESSIONS).where(_SESSIONS.c.id == bindparam("b_id")).values(**values),
+                [{"b_id": sid, "b_reason": wanted[sid][0], "b_message": wanted[sid][1]}
+                 for sid in accepted])
+            kernels = (await s.scalars(
+                select(KernelRow).where(KernelRow.session_id.in_(accepted)))).all()
+            if terminal:
+                await self._release(s, [k for k in kernels if k.state not in _TERMINAL])
+            for kernel in kernels:
+                if kernel.state not in _TERMINAL:
+                    kernel.state = target.value
+            s.add_all([StatusHistoryRow(session_id=sid, state=target.value,
+                                        reason=wanted[sid][0], message=wanted[sid][1], at=at)
+                       for sid in accepted])
+            await s.flush()
+            rows = (await s.scalars(select(SessionRow).where(SessionRow.id.in_(accepted))
+                                    .execution_options(populate_existing=True))).all()
+            records = await self._records(s, rows, history=target not in _PASSING)
+        out.update({r.id: r for r in records})
+        return out
 
     async def _release(self, s: AsyncSession, kernels: Sequence[KernelRow]) -> None:
         """Gives the kernels' slots back to their agents (agent rows locked in id order)."""
@@ -363,7 +441,8 @@ class SqlSessionRepository:
             )
 
     async def place(
-        self, session_id: uuid.UUID, agent_id: str, request: Slots, at: datetime
+        self, session_id: uuid.UUID, agent_id: str, request: Slots, at: datetime,
+        kernel_slots: Slots | None = None,
     ) -> PlaceOutcome:
         async with self._db.write() as s:
             row = await s.scalar(
@@ -391,7 +470,7 @@ class SqlSessionRepository:
             ):
                 kernel.agent_id = agent_id
                 kernel.state = S.SCHEDULED.value
-                kernel.occupied_slots = slots.to_strings(request)
+                kernel.occupied_slots = slots.to_strings(kernel_slots or request)
             s.add(StatusHistoryRow(session_id=session_id, state=S.SCHEDULED.value,
                                    reason="Scheduled", message=message, at=at))
         return PlaceOutcome.PLACED
@@ -401,5 +480,48 @@ class SqlSessionRepository:
     ) -> dict[uuid.UUID, PlaceOutcome]:
         return await place_batch(self._db, placements, at)
 
+    # ---- lifecycle timers (bai.manager.domain.lifecycle.expiry.ExpiryRepository) --------
+
+    async def record_activity(self, seen: Mapping[uuid.UUID, datetime]) -> None:
+        if not seen:
+            return
+        table = _SESSIONS
+        stmt = update(table).where(
+            table.c.id == bindparam("b_id"),
+            or_(table.c.last_activity_at.is_(None), table.c.last_activity_at < bindparam("b_at")),
+        ).values(last_activity_at=bindparam("b_at"))
+        async with self._db.write() as s:
+            await s.execute(stmt, [{"b_id": sid, "b_at": at} for sid, at in seen.items()])
+
+    async def expiry_candidates(self, limit: int) -> list[ExpiryCandidate]:
+        policy = KeypairResourcePolicyRow
+        query = (
+            select(SessionRow.id, SessionRow.name, SessionRow.spec, SessionRow.started_at,
+                   SessionRow.last_activity_at, policy.idle_timeout, policy.max_session_lifetime)
+            .outerjoin(KeypairRow, KeypairRow.access_key == SessionRow.access_key)
+            .outerjoin(policy, policy.name == KeypairRow.resource_policy)
+            .where(SessionRow.state == S.RUNNING.value)
+            .order_by(SessionRow.started_at)
+            .limit(limit)
+        )
+        async with self._db.read() as s:
+            rows = (await s.execute(query)).all()
+        found = []
+        for sid, name, spec, started, active, p_idle, p_lifetime in rows:
+            candidate = ExpiryCandidate(
+                session_id=sid, name=name, started_at=started, last_activity_at=active,
+                idle_timeout_seconds=float(spec.get("idle_timeout_seconds") or 0),
+                max_lifetime_seconds=float(spec.get("max_lifetime_seconds") or 0),
+                policy_idle_timeout_seconds=float(p_idle or 0),
+                policy_max_lifetime_seconds=float(p_lifetime or 0))
+            if (candidate.idle_timeout_seconds or candidate.max_lifetime_seconds
+                    or candidate.policy_idle_timeout_seconds
+                    or candidate.policy_max_lifetime_seconds):
+                found.append(candidate)
+        return found
+
 
 _TERMINAL = frozenset(s.value for s in TERMINAL_STATES)
+_PASSING = frozenset({S.SCHEDULED, S.PREPARING, S.PULLING, S.PREPARED, S.CREATING,
+                      S.TERMINATING})
+_SESSIONS = cast(Table, SessionRow.__table__)

@@ -1,5 +1,8 @@
 """The lifecycle loop: schedule, then hand each session to the handler for its state.
 
+Every ``expiry_interval`` seconds it also sweeps for idle and over-lifetime sessions
+(:mod:`~bai.manager.domain.lifecycle.expiry`), as a task of its own.
+
 Runs one step whenever an event arrives and at least every ``interval`` seconds. Handlers run
 as tasks (bounded by ``concurrency``); a session is worked on by at most one task of this
 process at a time (:class:`InFlight`). Cancelling :meth:`LifecycleEngine.run` cancels them;
@@ -16,13 +19,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bai.common.errors import BaiError
+from bai.manager.domain.events import AgentChanged
+from bai.manager.domain.lifecycle.expiry import ExpiryHandler
 from bai.manager.domain.lifecycle.inflight import InFlight
 from bai.manager.domain.lifecycle.resume import ResumeHandler
 from bai.manager.domain.lifecycle.start import StartHandler
 from bai.manager.domain.lifecycle.terminate import TerminateHandler
 from bai.manager.domain.loops import stop_requested
 from bai.manager.domain.model import SessionRecord, SessionState
-from bai.manager.domain.ports import EventBus, SessionRepository
+from bai.manager.domain.ports import EventBus, SessionRepository, Subscription
 from bai.manager.domain.scheduler import FifoScheduler
 
 __all__ = ["EngineConfig", "LifecycleEngine"]
@@ -41,6 +46,10 @@ class EngineConfig:
     """Seconds between retries of a TERMINATING session whose agent did not answer."""
     batch_size: int = 500
     """Sessions per state looked at in one step."""
+    agent_event_gap: float = 1.0
+    """Agent events alone (ALIVE, LOST) wake a step at most this often."""
+    expiry_interval: float = 5.0
+    """Seconds between idle-timeout / lifetime sweeps (and activity flushes)."""
 
 
 class LifecycleEngine:
@@ -54,6 +63,7 @@ class LifecycleEngine:
         bus: EventBus,
         inflight: InFlight,
         config: EngineConfig = EngineConfig(),
+        expiry: ExpiryHandler | None = None,
     ) -> None:
         self._sessions = sessions
         self._scheduler = scheduler
@@ -66,22 +76,37 @@ class LifecycleEngine:
         self._slots = asyncio.Semaphore(config.concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._retry_at: dict[uuid.UUID, float] = {}
+        self._expiry = expiry
+        self._next_sweep = 0.0
 
     async def run(self) -> None:
         try:
             async with self._bus.subscribe() as events:
+                last, due = -float("inf"), True
                 while not stop_requested():
-                    try:
-                        await self.step()
-                    except Exception:
-                        log.exception("lifecycle step failed; retrying")
-                    if await events.next(self._config.interval) is not None:
-                        while await events.next(0.02) is not None:
-                            pass  # coalesce a burst of events into one step
+                    if due or time.monotonic() - last >= self._config.agent_event_gap:
+                        last = time.monotonic()
+                        try:
+                            await self.step()
+                        except Exception:
+                            log.exception("lifecycle step failed; retrying")
+                    due = await self._wait(events, last)
         finally:
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _wait(self, events: Subscription, last: float) -> bool:
+        """Waits for a reason to step: True for a session event (or the interval passing),
+        False for agent churn only (agents going LOST and back in their thousands must not
+        drive a step each: they wait for the next step, at most ``agent_event_gap`` away)."""
+        event = await events.next(max(0.0, last + self._config.interval - time.monotonic()))
+        if event is None:
+            return True
+        sessions = not isinstance(event, AgentChanged)
+        while (more := await events.next(0.02)) is not None:  # coalesce a burst into one step
+            sessions = sessions or not isinstance(more, AgentChanged)
+        return sessions
 
     async def step(self) -> None:
         """One pass: schedule pending sessions, then dispatch every other live state."""
@@ -96,6 +121,19 @@ class LifecycleEngine:
             if self._retry_at.get(session.id, 0.0) <= now:
                 self._retry_at[session.id] = now + self._config.terminating_retry
                 self._spawn(session, self._finish_termination)
+        if self._expiry is not None and now >= self._next_sweep:
+            self._next_sweep = now + self._config.expiry_interval
+            self._track(asyncio.create_task(self._sweep(self._expiry), name="expiry-sweep"))
+
+    async def _sweep(self, expiry: ExpiryHandler) -> None:
+        try:
+            await expiry.sweep()
+        except Exception:
+            log.exception("idle / lifetime sweep failed; retrying")
+
+    def _track(self, task: asyncio.Task[None]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _finish_termination(self, session: SessionRecord) -> None:
         try:
@@ -121,9 +159,7 @@ class LifecycleEngine:
             finally:
                 self._inflight.release(session.id)
 
-        task = asyncio.create_task(work(), name=f"lifecycle-{session.id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._track(asyncio.create_task(work(), name=f"lifecycle-{session.id}"))
 
     async def drain(self) -> None:
         """Waits for the handlers started so far (tests)."""

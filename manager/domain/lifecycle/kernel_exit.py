@@ -1,9 +1,10 @@
 """A kernel's container exited on its own (an agent's KernelEvent or registration snapshot).
 
-Batch sessions: → TERMINATED with the exit code, reason BatchFinished (0) or BatchFailed.
-Other sessions: → ERROR, reason KernelTerminated (the agent's reason in the message).
-The exited kernel is then destroyed on the agent. Sessions being terminated, restarted or
-already terminal are left to their own handlers.
+Batch sessions, main kernel: → TERMINATED with the exit code, reason BatchFinished (0) or
+BatchFailed. Other sessions, and a sub kernel of a cluster batch session: → ERROR, reason
+KernelTerminated (the agent's reason in the message).
+The exited kernel and its siblings are then destroyed on the agent (by the registry).
+Sessions being terminated, restarted or already terminal are left to their own handlers.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class KernelExitHandler:
         if kernel.agent_id != agent_id:
             return None
         detail = f" ({agent_reason})" if agent_reason else ""
-        if session.spec.session_type is SessionType.BATCH:
+        if session.spec.session_type is SessionType.BATCH and kernel.cluster_role == "main":
             sources = _BATCH_SOURCES
             target = S.TERMINATED
             reason = "BatchFinished" if exit_code == 0 else "BatchFailed"

@@ -64,23 +64,28 @@ class ResumeHandler:
         if kernel is None or agent is None or held is None:
             await self._maybe_give_up(session)
             return
-        found = next((k for k in held if k.kernel_id == str(kernel.id)), None)
-        if found is not None and found.state == "running":
+        on_agent = {k.kernel_id: k for k in held}
+        found = {k.id: on_agent.get(str(k.id)) for k in session.kernels}
+        states = {f.state if f is not None else "absent" for f in found.values()}
+        if states == {"running"}:
             await self._settle(session, S.RUNNING, "KernelRecovered",
-                               f"kernel {kernel.id} found running on agent {agent.id} "
+                               f"{len(found)} kernel(s) found running on agent {agent.id} "
                                "after a manager restart",
-                               container_ids={kernel.id: found.container_id})
-        elif found is not None and found.state == "creating":
+                               container_ids={kid: f.container_id
+                                              for kid, f in found.items() if f is not None})
+        elif "creating" in states:
             return
-        elif found is not None:
-            if await self._exits.on_exit(agent.id, str(kernel.id), found.exit_code,
+        elif states - {"running", "absent"}:  # some kernel exited
+            exited = next(f for f in found.values()
+                          if f is not None and f.state not in ("running", "creating"))
+            if await self._exits.on_exit(agent.id, exited.kernel_id, exited.exit_code,
                                          "found exited after a manager restart") is None:
                 await self._settle(session, S.ERROR, "KernelLost",
-                                   f"kernel {kernel.id} exited while the manager was down")
+                                   f"kernel {exited.kernel_id} exited while the manager was down")
         elif session.state is S.RESTARTING:
             await self._settle(session, S.ERROR, "KernelLost",
-                               f"agent {agent.id} no longer holds kernel {kernel.id}")
-        else:
+                               f"agent {agent.id} no longer holds every kernel of the session")
+        else:  # some kernels absent: issue the creation again (running ones are adopted)
             log.info("resuming creation of session %s on agent %s", session.id, agent.id)
             if session.state in (S.PULLING, S.PREPARED):
                 session = await self._moves.move(session.id, session.state, S.CREATING,

@@ -27,7 +27,7 @@ from bai.pb.agent.v1 import kernel_pb2 as bai_dot_agent_dot_v1_dot_kernel__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n bai/agent/v1/agent_service.proto\x12\x0c\x62\x61i.agent.v1\x1a\x19\x62\x61i/agent/v1/kernel.proto\x1a\x1egoogle/protobuf/duration.proto\"\xd8\x03\n\x13\x43reateKernelRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\r\n\x05image\x18\x03 \x01(\t\x12;\n\x05slots\x18\x04 \x03(\x0b\x32,.bai.agent.v1.CreateKernelRequest.SlotsEntry\x12?\n\x07\x65nviron\x18\x05 \x03(\x0b\x32..bai.agent.v1.CreateKernelRequest.EnvironEntry\x12\x14\n\x0csession_type\x18\x06 \x01(\t\x12\x17\n\x0fstartup_command\x18\x07 \x01(\t\x12\x30\n\rbatch_timeout\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0c\x63luster_role\x18\t \x01(\t\x12\x13\n\x0b\x63luster_idx\x18\n \x01(\x05\x12#\n\x06mounts\x18\x0b \x03(\x0b\x32\x13.bai.agent.v1.Mount\x1a,\n\nSlotsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a.\n\x0c\x45nvironEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"E\n\x05Mount\x12\x11\n\thost_path\x18\x01 \x01(\t\x12\x16\n\x0e\x63ontainer_path\x18\x02 \x01(\t\x12\x11\n\tread_only\x18\x03 \x01(\x08\"<\n\x14\x43reateKernelResponse\x12$\n\x06kernel\x18\x01 \x01(\x0b\x32\x14.bai.agent.v1.Kernel\"9\n\x14\x44\x65stroyKernelRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"*\n\x15\x44\x65stroyKernelResponse\x12\x11\n\texit_code\x18\x01 \x01(\x05\")\n\x14RestartKernelRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\"=\n\x15RestartKernelResponse\x12$\n\x06kernel\x18\x01 \x01(\x0b\x32\x14.bai.agent.v1.Kernel\"\xc5\x01\n\x0e\x45xecuteRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12)\n\x04mode\x18\x03 \x01(\x0e\x32\x1b.bai.agent.v1.ExecutionMode\x12\x0c\n\x04\x63ode\x18\x04 \x01(\t\x12+\n\x08max_wait\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12*\n\x07timeout\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xa1\x01\n\x0f\x45xecuteResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06stream\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\t\x12\x10\n\x08\x66inished\x18\x04 \x01(\x08\x12\x11\n\tcontinued\x18\x05 \x01(\x08\x12\x15\n\rwaiting_input\x18\x06 \x01(\x08\x12\x11\n\texit_code\x18\x07 \x01(\x05\x12\x11\n\ttimed_out\x18\x08 \x01(\x08\"+\n\x16InterruptKernelRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\"\x19\n\x17InterruptKernelResponse\"\x14\n\x12ListKernelsRequest\"<\n\x13ListKernelsResponse\x12%\n\x07kernels\x18\x01 \x03(\x0b\x32\x14.bai.agent.v1.Kernel\"P\n\x17StreamKernelLogsRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\x12\x12\n\ntail_lines\x18\x03 \x01(\x05\"8\n\x18StreamKernelLogsResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\t\x12\x0e\n\x06stream\x18\x02 \x01(\t\"\xbd\x01\n\x13StartServiceRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12?\n\x07\x65nviron\x18\x03 \x03(\x0b\x32..bai.agent.v1.StartServiceRequest.EnvironEntry\x12\x11\n\targuments\x18\x04 \x03(\t\x1a.\n\x0c\x45nvironEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"h\n\x14StartServiceResponse\x12\x13\n\x0bsocket_path\x18\x01 \x01(\t\x12\x10\n\x08protocol\x18\x02 \x01(\t\x12\x17\n\x0fssh_private_key\x18\x03 \x01(\t\x12\x10\n\x08ssh_user\x18\x04 \x01(\t*\x9a\x01\n\rExecutionMode\x12\x1e\n\x1a\x45XECUTION_MODE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x45XECUTION_MODE_QUERY\x10\x01\x12\x18\n\x14\x45XECUTION_MODE_BATCH\x10\x02\x12\x1b\n\x17\x45XECUTION_MODE_CONTINUE\x10\x03\x12\x18\n\x14\x45XECUTION_MODE_INPUT\x10\x04\x32\xd3\x05\n\x0c\x41gentService\x12U\n\x0c\x43reateKernel\x12!.bai.agent.v1.CreateKernelRequest\x1a\".bai.agent.v1.CreateKernelResponse\x12X\n\rDestroyKernel\x12\".bai.agent.v1.DestroyKernelRequest\x1a#.bai.agent.v1.DestroyKernelResponse\x12X\n\rRestartKernel\x12\".bai.agent.v1.RestartKernelRequest\x1a#.bai.agent.v1.RestartKernelResponse\x12H\n\x07\x45xecute\x12\x1c.bai.agent.v1.ExecuteRequest\x1a\x1d.bai.agent.v1.ExecuteResponse0\x01\x12^\n\x0fInterruptKernel\x12$.bai.agent.v1.InterruptKernelRequest\x1a%.bai.agent.v1.InterruptKernelResponse\x12R\n\x0bListKernels\x12 .bai.agent.v1.ListKernelsRequest\x1a!.bai.agent.v1.ListKernelsResponse\x12\x63\n\x10StreamKernelLogs\x12%.bai.agent.v1.StreamKernelLogsRequest\x1a&.bai.agent.v1.StreamKernelLogsResponse0\x01\x12U\n\x0cStartService\x12!.bai.agent.v1.StartServiceRequest\x1a\".bai.agent.v1.StartServiceResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n bai/agent/v1/agent_service.proto\x12\x0c\x62\x61i.agent.v1\x1a\x19\x62\x61i/agent/v1/kernel.proto\x1a\x1egoogle/protobuf/duration.proto\"\x8e\x04\n\x13\x43reateKernelRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\r\n\x05image\x18\x03 \x01(\t\x12;\n\x05slots\x18\x04 \x03(\x0b\x32,.bai.agent.v1.CreateKernelRequest.SlotsEntry\x12?\n\x07\x65nviron\x18\x05 \x03(\x0b\x32..bai.agent.v1.CreateKernelRequest.EnvironEntry\x12\x14\n\x0csession_type\x18\x06 \x01(\t\x12\x17\n\x0fstartup_command\x18\x07 \x01(\t\x12\x30\n\rbatch_timeout\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0c\x63luster_role\x18\t \x01(\t\x12\x13\n\x0b\x63luster_idx\x18\n \x01(\x05\x12#\n\x06mounts\x18\x0b \x03(\x0b\x32\x13.bai.agent.v1.Mount\x12\x19\n\x11network_kernel_id\x18\x0c \x01(\t\x12\x19\n\x11\x63luster_hostnames\x18\r \x03(\t\x1a,\n\nSlotsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a.\n\x0c\x45nvironEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"E\n\x05Mount\x12\x11\n\thost_path\x18\x01 \x01(\t\x12\x16\n\x0e\x63ontainer_path\x18\x02 \x01(\t\x12\x11\n\tread_only\x18\x03 \x01(\x08\"<\n\x14\x43reateKernelResponse\x12$\n\x06kernel\x18\x01 \x01(\x0b\x32\x14.bai.agent.v1.Kernel\"9\n\x14\x44\x65stroyKernelRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"*\n\x15\x44\x65stroyKernelResponse\x12\x11\n\texit_code\x18\x01 \x01(\x05\"L\n\x15\x44\x65stroyKernelsRequest\x12\x33\n\x07kernels\x18\x01 \x03(\x0b\x32\".bai.agent.v1.DestroyKernelRequest\"J\n\x13\x44\x65stroyKernelResult\x12\x11\n\tkernel_id\x18\x01 \x01(\t\x12\x11\n\texit_code\x18\x02 \x01(\x05\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"L\n\x16\x44\x65stroyKernelsResponse\x12\x32\n\x07results\x18\x01 \x03(\x0b\x32!.bai.agent.v1.DestroyKernelResult\")\n\x14RestartKernelRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\"=\n\x15RestartKernelResponse\x12$\n\x06kernel\x18\x01 \x01(\x0b\x32\x14.bai.agent.v1.Kernel\"\xc5\x01\n\x0e\x45xecuteRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12)\n\x04mode\x18\x03 \x01(\x0e\x32\x1b.bai.agent.v1.ExecutionMode\x12\x0c\n\x04\x63ode\x18\x04 \x01(\t\x12+\n\x08max_wait\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12*\n\x07timeout\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xa1\x01\n\x0f\x45xecuteResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06stream\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\t\x12\x10\n\x08\x66inished\x18\x04 \x01(\x08\x12\x11\n\tcontinued\x18\x05 \x01(\x08\x12\x15\n\rwaiting_input\x18\x06 \x01(\x08\x12\x11\n\texit_code\x18\x07 \x01(\x05\x12\x11\n\ttimed_out\x18\x08 \x01(\x08\"+\n\x16InterruptKernelRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\"\x19\n\x17InterruptKernelResponse\"\x14\n\x12ListKernelsRequest\"<\n\x13ListKernelsResponse\x12%\n\x07kernels\x18\x01 \x03(\x0b\x32\x14.bai.agent.v1.Kernel\"P\n\x17StreamKernelLogsRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\x12\x12\n\ntail_lines\x18\x03 \x01(\x05\"8\n\x18StreamKernelLogsResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\t\x12\x0e\n\x06stream\x18\x02 \x01(\t\"\xbd\x01\n\x13StartServiceRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12?\n\x07\x65nviron\x18\x03 \x03(\x0b\x32..bai.agent.v1.StartServiceRequest.EnvironEntry\x12\x11\n\targuments\x18\x04 \x03(\t\x1a.\n\x0c\x45nvironEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"h\n\x14StartServiceResponse\x12\x13\n\x0bsocket_path\x18\x01 \x01(\t\x12\x10\n\x08protocol\x18\x02 \x01(\t\x12\x17\n\x0fssh_private_key\x18\x03 \x01(\t\x12\x10\n\x08ssh_user\x18\x04 \x01(\t*\x9a\x01\n\rExecutionMode\x12\x1e\n\x1a\x45XECUTION_MODE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x45XECUTION_MODE_QUERY\x10\x01\x12\x18\n\x14\x45XECUTION_MODE_BATCH\x10\x02\x12\x1b\n\x17\x45XECUTION_MODE_CONTINUE\x10\x03\x12\x18\n\x14\x45XECUTION_MODE_INPUT\x10\x04\x32\xb0\x06\n\x0c\x41gentService\x12U\n\x0c\x43reateKernel\x12!.bai.agent.v1.CreateKernelRequest\x1a\".bai.agent.v1.CreateKernelResponse\x12X\n\rDestroyKernel\x12\".bai.agent.v1.DestroyKernelRequest\x1a#.bai.agent.v1.DestroyKernelResponse\x12[\n\x0e\x44\x65stroyKernels\x12#.bai.agent.v1.DestroyKernelsRequest\x1a$.bai.agent.v1.DestroyKernelsResponse\x12X\n\rRestartKernel\x12\".bai.agent.v1.RestartKernelRequest\x1a#.bai.agent.v1.RestartKernelResponse\x12H\n\x07\x45xecute\x12\x1c.bai.agent.v1.ExecuteRequest\x1a\x1d.bai.agent.v1.ExecuteResponse0\x01\x12^\n\x0fInterruptKernel\x12$.bai.agent.v1.InterruptKernelRequest\x1a%.bai.agent.v1.InterruptKernelResponse\x12R\n\x0bListKernels\x12 .bai.agent.v1.ListKernelsRequest\x1a!.bai.agent.v1.ListKernelsResponse\x12\x63\n\x10StreamKernelLogs\x12%.bai.agent.v1.StreamKernelLogsRequest\x1a&.bai.agent.v1.StreamKernelLogsResponse0\x01\x12U\n\x0cStartService\x12!.bai.agent.v1.StartServiceRequest\x1a\".bai.agent.v1.StartServiceResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,48 +40,54 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATEKERNELREQUEST_ENVIRONENTRY']._serialized_options = b'8\001'
   _globals['_STARTSERVICEREQUEST_ENVIRONENTRY']._loaded_options = None
   _globals['_STARTSERVICEREQUEST_ENVIRONENTRY']._serialized_options = b'8\001'
-  _globals['_EXECUTIONMODE']._serialized_start=1885
-  _globals['_EXECUTIONMODE']._serialized_end=2039
+  _globals['_EXECUTIONMODE']._serialized_start=2171
+  _globals['_EXECUTIONMODE']._serialized_end=2325
   _globals['_CREATEKERNELREQUEST']._serialized_start=110
-  _globals['_CREATEKERNELREQUEST']._serialized_end=582
-  _globals['_CREATEKERNELREQUEST_SLOTSENTRY']._serialized_start=490
-  _globals['_CREATEKERNELREQUEST_SLOTSENTRY']._serialized_end=534
-  _globals['_CREATEKERNELREQUEST_ENVIRONENTRY']._serialized_start=536
-  _globals['_CREATEKERNELREQUEST_ENVIRONENTRY']._serialized_end=582
-  _globals['_MOUNT']._serialized_start=584
-  _globals['_MOUNT']._serialized_end=653
-  _globals['_CREATEKERNELRESPONSE']._serialized_start=655
-  _globals['_CREATEKERNELRESPONSE']._serialized_end=715
-  _globals['_DESTROYKERNELREQUEST']._serialized_start=717
-  _globals['_DESTROYKERNELREQUEST']._serialized_end=774
-  _globals['_DESTROYKERNELRESPONSE']._serialized_start=776
-  _globals['_DESTROYKERNELRESPONSE']._serialized_end=818
-  _globals['_RESTARTKERNELREQUEST']._serialized_start=820
-  _globals['_RESTARTKERNELREQUEST']._serialized_end=861
-  _globals['_RESTARTKERNELRESPONSE']._serialized_start=863
-  _globals['_RESTARTKERNELRESPONSE']._serialized_end=924
-  _globals['_EXECUTEREQUEST']._serialized_start=927
-  _globals['_EXECUTEREQUEST']._serialized_end=1124
-  _globals['_EXECUTERESPONSE']._serialized_start=1127
-  _globals['_EXECUTERESPONSE']._serialized_end=1288
-  _globals['_INTERRUPTKERNELREQUEST']._serialized_start=1290
-  _globals['_INTERRUPTKERNELREQUEST']._serialized_end=1333
-  _globals['_INTERRUPTKERNELRESPONSE']._serialized_start=1335
-  _globals['_INTERRUPTKERNELRESPONSE']._serialized_end=1360
-  _globals['_LISTKERNELSREQUEST']._serialized_start=1362
-  _globals['_LISTKERNELSREQUEST']._serialized_end=1382
-  _globals['_LISTKERNELSRESPONSE']._serialized_start=1384
-  _globals['_LISTKERNELSRESPONSE']._serialized_end=1444
-  _globals['_STREAMKERNELLOGSREQUEST']._serialized_start=1446
-  _globals['_STREAMKERNELLOGSREQUEST']._serialized_end=1526
-  _globals['_STREAMKERNELLOGSRESPONSE']._serialized_start=1528
-  _globals['_STREAMKERNELLOGSRESPONSE']._serialized_end=1584
-  _globals['_STARTSERVICEREQUEST']._serialized_start=1587
-  _globals['_STARTSERVICEREQUEST']._serialized_end=1776
-  _globals['_STARTSERVICEREQUEST_ENVIRONENTRY']._serialized_start=536
-  _globals['_STARTSERVICEREQUEST_ENVIRONENTRY']._serialized_end=582
-  _globals['_STARTSERVICERESPONSE']._serialized_start=1778
-  _globals['_STARTSERVICERESPONSE']._serialized_end=1882
-  _globals['_AGENTSERVICE']._serialized_start=2042
-  _globals['_AGENTSERVICE']._serialized_end=2765
+  _globals['_CREATEKERNELREQUEST']._serialized_end=636
+  _globals['_CREATEKERNELREQUEST_SLOTSENTRY']._serialized_start=544
+  _globals['_CREATEKERNELREQUEST_SLOTSENTRY']._serialized_end=588
+  _globals['_CREATEKERNELREQUEST_ENVIRONENTRY']._serialized_start=590
+  _globals['_CREATEKERNELREQUEST_ENVIRONENTRY']._serialized_end=636
+  _globals['_MOUNT']._serialized_start=638
+  _globals['_MOUNT']._serialized_end=707
+  _globals['_CREATEKERNELRESPONSE']._serialized_start=709
+  _globals['_CREATEKERNELRESPONSE']._serialized_end=769
+  _globals['_DESTROYKERNELREQUEST']._serialized_start=771
+  _globals['_DESTROYKERNELREQUEST']._serialized_end=828
+  _globals['_DESTROYKERNELRESPONSE']._serialized_start=830
+  _globals['_DESTROYKERNELRESPONSE']._serialized_end=872
+  _globals['_DESTROYKERNELSREQUEST']._serialized_start=874
+  _globals['_DESTROYKERNELSREQUEST']._serialized_end=950
+  _globals['_DESTROYKERNELRESULT']._serialized_start=952
+  _globals['_DESTROYKERNELRESULT']._serialized_end=1026
+  _globals['_DESTROYKERNELSRESPONSE']._serialized_start=1028
+  _globals['_DESTROYKERNELSRESPONSE']._serialized_end=1104
+  _globals['_RESTARTKERNELREQUEST']._serialized_start=1106
+  _globals['_RESTARTKERNELREQUEST']._serialized_end=1147
+  _globals['_RESTARTKERNELRESPONSE']._serialized_start=1149
+  _globals['_RESTARTKERNELRESPONSE']._serialized_end=1210
+  _globals['_EXECUTEREQUEST']._serialized_start=1213
+  _globals['_EXECUTEREQUEST']._serialized_end=1410
+  _globals['_EXECUTERESPONSE']._serialized_start=1413
+  _globals['_EXECUTERESPONSE']._serialized_end=1574
+  _globals['_INTERRUPTKERNELREQUEST']._serialized_start=1576
+  _globals['_INTERRUPTKERNELREQUEST']._serialized_end=1619
+  _globals['_INTERRUPTKERNELRESPONSE']._serialized_start=1621
+  _globals['_INTERRUPTKERNELRESPONSE']._serialized_end=1646
+  _globals['_LISTKERNELSREQUEST']._serialized_start=1648
+  _globals['_LISTKERNELSREQUEST']._serialized_end=1668
+  _globals['_LISTKERNELSRESPONSE']._serialized_start=1670
+  _globals['_LISTKERNELSRESPONSE']._serialized_end=1730
+  _globals['_STREAMKERNELLOGSREQUEST']._serialized_start=1732
+  _globals['_STREAMKERNELLOGSREQUEST']._serialized_end=1812
+  _globals['_STREAMKERNELLOGSRESPONSE']._serialized_start=1814
+  _globals['_STREAMKERNELLOGSRESPONSE']._serialized_end=1870
+  _globals['_STARTSERVICEREQUEST']._serialized_start=1873
+  _globals['_STARTSERVICEREQUEST']._serialized_end=2062
+  _globals['_STARTSERVICEREQUEST_ENVIRONENTRY']._serialized_start=590
+  _globals['_STARTSERVICEREQUEST_ENVIRONENTRY']._serialized_end=636
+  _globals['_STARTSERVICERESPONSE']._serialized_start=2064
+  _globals['_STARTSERVICERESPONSE']._serialized_end=2168
+  _globals['_AGENTSERVICE']._serialized_start=2328
+  _globals['_AGENTSERVICE']._serialized_end=3144
 # @@protoc_insertion_point(module_scope)

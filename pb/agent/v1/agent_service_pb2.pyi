@@ -26,7 +26,7 @@ EXECUTION_MODE_CONTINUE: ExecutionMode
 EXECUTION_MODE_INPUT: ExecutionMode
 
 class CreateKernelRequest(_message.Message):
-    __slots__ = ("kernel_id", "session_id", "image", "slots", "environ", "session_type", "startup_command", "batch_timeout", "cluster_role", "cluster_idx", "mounts")
+    __slots__ = ("kernel_id", "session_id", "image", "slots", "environ", "session_type", "startup_command", "batch_timeout", "cluster_role", "cluster_idx", "mounts", "network_kernel_id", "cluster_hostnames")
     class SlotsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -52,6 +52,8 @@ class CreateKernelRequest(_message.Message):
     CLUSTER_ROLE_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_IDX_FIELD_NUMBER: _ClassVar[int]
     MOUNTS_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_KERNEL_ID_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_HOSTNAMES_FIELD_NUMBER: _ClassVar[int]
     kernel_id: str
     session_id: str
     image: str
@@ -63,7 +65,9 @@ class CreateKernelRequest(_message.Message):
     cluster_role: str
     cluster_idx: int
     mounts: _containers.RepeatedCompositeFieldContainer[Mount]
-    def __init__(self, kernel_id: _Optional[str] = ..., session_id: _Optional[str] = ..., image: _Optional[str] = ..., slots: _Optional[_Mapping[str, str]] = ..., environ: _Optional[_Mapping[str, str]] = ..., session_type: _Optional[str] = ..., startup_command: _Optional[str] = ..., batch_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cluster_role: _Optional[str] = ..., cluster_idx: _Optional[int] = ..., mounts: _Optional[_Iterable[_Union[Mount, _Mapping]]] = ...) -> None: ...
+    network_kernel_id: str
+    cluster_hostnames: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, kernel_id: _Optional[str] = ..., session_id: _Optional[str] = ..., image: _Optional[str] = ..., slots: _Optional[_Mapping[str, str]] = ..., environ: _Optional[_Mapping[str, str]] = ..., session_type: _Optional[str] = ..., startup_command: _Optional[str] = ..., batch_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cluster_role: _Optional[str] = ..., cluster_idx: _Optional[int] = ..., mounts: _Optional[_Iterable[_Union[Mount, _Mapping]]] = ..., network_kernel_id: _Optional[str] = ..., cluster_hostnames: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Mount(_message.Message):
     __slots__ = ("host_path", "container_path", "read_only")
@@ -94,6 +98,28 @@ class DestroyKernelResponse(_message.Message):
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
     exit_code: int
     def __init__(self, exit_code: _Optional[int] = ...) -> None: ...
+
+class DestroyKernelsRequest(_message.Message):
+    __slots__ = ("kernels",)
+    KERNELS_FIELD_NUMBER: _ClassVar[int]
+    kernels: _containers.RepeatedCompositeFieldContainer[DestroyKernelRequest]
+    def __init__(self, kernels: _Optional[_Iterable[_Union[DestroyKernelRequest, _Mapping]]] = ...) -> None: ...
+
+class DestroyKernelResult(_message.Message):
+    __slots__ = ("kernel_id", "exit_code", "error")
+    KERNEL_ID_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    kernel_id: str
+    exit_code: int
+    error: str
+    def __init__(self, kernel_id: _Optional[str] = ..., exit_code: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+
+class DestroyKernelsResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[DestroyKernelResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[DestroyKernelResult, _Mapping]]] = ...) -> None: ...
 
 class RestartKernelRequest(_message.Message):
     __slots__ = ("kernel_id",)

@@ -48,6 +48,11 @@ class AgentServiceStub:
                 request_serializer=bai_dot_agent_dot_v1_dot_agent__service__pb2.DestroyKernelRequest.SerializeToString,
                 response_deserializer=bai_dot_agent_dot_v1_dot_agent__service__pb2.DestroyKernelResponse.FromString,
                 _registered_method=True)
+        self.DestroyKernels = channel.unary_unary(
+                '/bai.agent.v1.AgentService/DestroyKernels',
+                request_serializer=bai_dot_agent_dot_v1_dot_agent__service__pb2.DestroyKernelsRequest.SerializeToString,
+                response_deserializer=bai_dot_agent_dot_v1_dot_agent__service__pb2.DestroyKernelsResponse.FromString,
+                _registered_method=True)
         self.RestartKernel = channel.unary_unary(
                 '/bai.agent.v1.AgentService/RestartKernel',
                 request_serializer=bai_dot_agent_dot_v1_dot_agent__service__pb2.RestartKernelRequest.SerializeToString,
@@ -98,6 +103,16 @@ class AgentServiceServicer:
 
     def DestroyKernel(self, request, context):
         """Stops and removes a kernel container. Idempotent: an unknown kernel is not an error.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DestroyKernels(self, request, context):
+        """Destroys many kernels in one call (the manager batches the kernels of the sessions it
+        terminates per agent). Each kernel is destroyed like DestroyKernel, concurrently; a kernel
+        that fails is reported in its result and does not fail the call. Sub kernels are destroyed
+        before the main kernel whose network namespace they share.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -172,6 +187,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.DestroyKernel,
                     request_deserializer=bai_dot_agent_dot_v1_dot_agent__service__pb2.DestroyKernelRequest.FromString,
                     response_serializer=bai_dot_agent_dot_v1_dot_agent__service__pb2.DestroyKernelResponse.SerializeToString,
+            ),
+            'DestroyKernels': grpc.unary_unary_rpc_method_handler(
+                    servicer.DestroyKernels,
+                    request_deserializer=bai_dot_agent_dot_v1_dot_agent__service__pb2.DestroyKernelsRequest.FromString,
+                    response_serializer=bai_dot_agent_dot_v1_dot_agent__service__pb2.DestroyKernelsResponse.SerializeToString,
             ),
             'RestartKernel': grpc.unary_unary_rpc_method_handler(
                     servicer.RestartKernel,
@@ -261,6 +281,33 @@ class AgentService:
             '/bai.agent.v1.AgentService/DestroyKernel',
             bai_dot_agent_dot_v1_dot_agent__service__pb2.DestroyKernelRequest.SerializeToString,
             bai_dot_agent_dot_v1_dot_agent__service__pb2.DestroyKernelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DestroyKernels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bai.agent.v1.AgentService/DestroyKernels',
+            bai_dot_agent_dot_v1_dot_agent__service__pb2.DestroyKernelsRequest.SerializeToString,
+            bai_dot_agent_dot_v1_dot_agent__service__pb2.DestroyKernelsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -27,7 +27,7 @@ from bai.pb.manager.v1 import session_pb2 as bai_dot_manager_dot_v1_dot_session_
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"bai/manager/v1/admin_service.proto\x12\x0e\x62\x61i.manager.v1\x1a\x1c\x62\x61i/manager/v1/session.proto\x1a\x1fgoogle/protobuf/timestamp.proto\",\n\x0bPageRequest\x12\x0e\n\x06offset\x18\x01 \x01(\x05\x12\r\n\x05limit\x18\x02 \x01(\x05\"\x13\n\x11GetKeypairRequest\">\n\x12GetKeypairResponse\x12(\n\x07keypair\x18\x01 \x01(\x0b\x32\x17.bai.manager.v1.Keypair\"M\n\x10ListUsersRequest\x12)\n\x04page\x18\x01 \x01(\x0b\x32\x1b.bai.manager.v1.PageRequest\x12\x0e\n\x06status\x18\x02 \x01(\t\"M\n\x11ListUsersResponse\x12#\n\x05users\x18\x01 \x03(\x0b\x32\x14.bai.manager.v1.User\x12\x13\n\x0btotal_count\x18\x02 \x01(\x05\"v\n\x13ListKeypairsRequest\x12)\n\x04page\x18\x01 \x01(\x0b\x32\x1b.bai.manager.v1.PageRequest\x12\x16\n\tis_active\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\x0e\n\x06\x64omain\x18\x03 \x01(\tB\x0c\n\n_is_active\"V\n\x14ListKeypairsResponse\x12)\n\x08keypairs\x18\x01 \x03(\x0b\x32\x17.bai.manager.v1.Keypair\x12\x13\n\x0btotal_count\x18\x02 \x01(\x05\"f\n\x11ListAgentsRequest\x12)\n\x04page\x18\x01 \x01(\x0b\x32\x1b.bai.manager.v1.PageRequest\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x16\n\x0eresource_group\x18\x03 \x01(\t\"P\n\x12ListAgentsResponse\x12%\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x15.bai.manager.v1.Agent\x12\x13\n\x0btotal_count\x18\x02 \x01(\x05\"\x84\x01\n\x14QuerySessionsRequest\x12)\n\x04page\x18\x01 \x01(\x0b\x32\x1b.bai.manager.v1.PageRequest\x12-\n\x06states\x18\x02 \x03(\x0e\x32\x1d.bai.manager.v1.Session.State\x12\x12\n\naccess_key\x18\x03 \x01(\t\"W\n\x15QuerySessionsResponse\x12)\n\x08sessions\x18\x01 \x03(\x0b\x32\x17.bai.manager.v1.Session\x12\x13\n\x0btotal_count\x18\x02 \x01(\x05\"\xd9\x01\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x10\n\x08username\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x0e\n\x06\x64omain\x18\x05 \x01(\t\x12\x0e\n\x06status\x18\x06 \x01(\t\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08projects\x18\x08 \x03(\x0b\x32\x1a.bai.manager.v1.ProjectRef\x12\x17\n\x0fmain_access_key\x18\t \x01(\t\"&\n\nProjectRef\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\xe6\x01\n\x07Keypair\x12\x12\n\naccess_key\x18\x01 \x01(\t\x12\x12\n\nsecret_key\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x12\n\nuser_email\x18\x04 \x01(\t\x12\x11\n\tis_active\x18\x05 \x01(\x08\x12\x10\n\x08is_admin\x18\x06 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08projects\x18\x08 \x03(\t\x12\x18\n\x10\x63oncurrency_used\x18\t \x01(\x05\x12\x0c\n\x04role\x18\n \x01(\t\"\x99\x03\n\x05\x41gent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x03 \x01(\t\x12\x16\n\x0eresource_group\x18\x04 \x01(\t\x12\x35\n\x08\x63\x61pacity\x18\x05 \x03(\x0b\x32#.bai.manager.v1.Agent.CapacityEntry\x12\x35\n\x08occupied\x18\x06 \x03(\x0b\x32#.bai.manager.v1.Agent.OccupiedEntry\x12\x31\n\rfirst_contact\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0elast_heartbeat\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\t \x01(\t\x1a/\n\rCapacityEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a/\n\rOccupiedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xc3\x03\n\x0c\x41\x64minService\x12S\n\nGetKeypair\x12!.bai.manager.v1.GetKeypairRequest\x1a\".bai.manager.v1.GetKeypairResponse\x12P\n\tListUsers\x12 .bai.manager.v1.ListUsersRequest\x1a!.bai.manager.v1.ListUsersResponse\x12Y\n\x0cListKeypairs\x12#.bai.manager.v1.ListKeypairsRequest\x1a$.bai.manager.v1.ListKeypairsResponse\x12S\n\nListAgents\x12!.bai.manager.v1.ListAgentsRequest\x1a\".bai.manager.v1.ListAgentsResponse\x12\\\n\rQuerySessions\x12$.bai.manager.v1.QuerySessionsRequest\x1a%.bai.manager.v1.QuerySessionsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"bai/manager/v1/admin_service.proto\x12\x0e\x62\x61i.manager.v1\x1a\x1c\x62\x61i/manager/v1/session.proto\x1a\x1fgoogle/protobuf/timestamp.proto\",\n\x0bPageRequest\x12\x0e\n\x06offset\x18\x01 \x01(\x05\x12\r\n\x05limit\x18\x02 \x01(\x05\"\x13\n\x11GetKeypairRequest\">\n\x12GetKeypairResponse\x12(\n\x07keypair\x18\x01 \x01(\x0b\x32\x17.bai.manager.v1.Keypair\"\x80\x01\n\x10ListUsersRequest\x12)\n\x04page\x18\x01 \x01(\x0b\x32\x1b.bai.manager.v1.PageRequest\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\x12\r\n\x05order\x18\x04 \x01(\t\x12\x12\n\nproject_id\x18\x05 \x01(\t\"M\n\x11ListUsersResponse\x12#\n\x05users\x18\x01 \x03(\x0b\x32\x14.bai.manager.v1.User\x12\x13\n\x0btotal_count\x18\x02 \x01(\x05\"\x95\x01\n\x13ListKeypairsRequest\x12)\n\x04page\x18\x01 \x01(\x0b\x32\x1b.bai.manager.v1.PageRequest\x12\x16\n\tis_active\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\x0e\n\x06\x64omain\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\x12\r\n\x05order\x18\x05 \x01(\tB\x0c\n\n_is_active\"V\n\x14ListKeypairsResponse\x12)\n\x08keypairs\x18\x01 \x03(\x0b\x32\x17.bai.manager.v1.Keypair\x12\x13\n\x0btotal_count\x18\x02 \x01(\x05\"f\n\x11ListAgentsRequest\x12)\n\x04page\x18\x01 \x01(\x0b\x32\x1b.bai.manager.v1.PageRequest\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x16\n\x0eresource_group\x18\x03 \x01(\t\"P\n\x12ListAgentsResponse\x12%\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x15.bai.manager.v1.Agent\x12\x13\n\x0btotal_count\x18\x02 \x01(\x05\"\x84\x01\n\x14QuerySessionsRequest\x12)\n\x04page\x18\x01 \x01(\x0b\x32\x1b.bai.manager.v1.PageRequest\x12-\n\x06states\x18\x02 \x03(\x0e\x32\x1d.bai.manager.v1.Session.State\x12\x12\n\naccess_key\x18\x03 \x01(\t\"W\n\x15QuerySessionsResponse\x12)\n\x08sessions\x18\x01 \x03(\x0b\x32\x17.bai.manager.v1.Session\x12\x13\n\x0btotal_count\x18\x02 \x01(\x05\"\xce\x02\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x10\n\x08username\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x0e\n\x06\x64omain\x18\x05 \x01(\t\x12\x0e\n\x06status\x18\x06 \x01(\t\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08projects\x18\x08 \x03(\x0b\x32\x1a.bai.manager.v1.ProjectRef\x12\x17\n\x0fmain_access_key\x18\t \x01(\t\x12\x11\n\tfull_name\x18\n \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x0b \x01(\t\x12\x1c\n\x14need_password_change\x18\x0c \x01(\x08\x12\x17\n\x0fresource_policy\x18\r \x01(\t\x12\x14\n\x0chas_password\x18\x0e \x01(\x08\"&\n\nProjectRef\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\xf4\x02\n\x07Keypair\x12\x12\n\naccess_key\x18\x01 \x01(\t\x12\x12\n\nsecret_key\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x12\n\nuser_email\x18\x04 \x01(\t\x12\x11\n\tis_active\x18\x05 \x01(\x08\x12\x10\n\x08is_admin\x18\x06 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08projects\x18\x08 \x03(\t\x12\x18\n\x10\x63oncurrency_used\x18\t \x01(\x05\x12\x0c\n\x04role\x18\n \x01(\t\x12\x17\n\x0fresource_policy\x18\x0b \x01(\t\x12\x12\n\nrate_limit\x18\x0c \x01(\x05\x12\x32\n\x0elast_used_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0euser_full_name\x18\x0e \x01(\t\x12\x13\n\x0buser_domain\x18\x0f \x01(\t\"\x99\x03\n\x05\x41gent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x03 \x01(\t\x12\x16\n\x0eresource_group\x18\x04 \x01(\t\x12\x35\n\x08\x63\x61pacity\x18\x05 \x03(\x0b\x32#.bai.manager.v1.Agent.CapacityEntry\x12\x35\n\x08occupied\x18\x06 \x03(\x0b\x32#.bai.manager.v1.Agent.OccupiedEntry\x12\x31\n\rfirst_contact\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0elast_heartbeat\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\t \x01(\t\x1a/\n\rCapacityEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a/\n\rOccupiedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xc3\x03\n\x0c\x41\x64minService\x12S\n\nGetKeypair\x12!.bai.manager.v1.GetKeypairRequest\x1a\".bai.manager.v1.GetKeypairResponse\x12P\n\tListUsers\x12 .bai.manager.v1.ListUsersRequest\x1a!.bai.manager.v1.ListUsersResponse\x12Y\n\x0cListKeypairs\x12#.bai.manager.v1.ListKeypairsRequest\x1a$.bai.manager.v1.ListKeypairsResponse\x12S\n\nListAgents\x12!.bai.manager.v1.ListAgentsRequest\x1a\".bai.manager.v1.ListAgentsResponse\x12\\\n\rQuerySessions\x12$.bai.manager.v1.QuerySessionsRequest\x1a%.bai.manager.v1.QuerySessionsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,34 +44,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETKEYPAIRREQUEST']._serialized_end=182
   _globals['_GETKEYPAIRRESPONSE']._serialized_start=184
   _globals['_GETKEYPAIRRESPONSE']._serialized_end=246
-  _globals['_LISTUSERSREQUEST']._serialized_start=248
-  _globals['_LISTUSERSREQUEST']._serialized_end=325
-  _globals['_LISTUSERSRESPONSE']._serialized_start=327
-  _globals['_LISTUSERSRESPONSE']._serialized_end=404
-  _globals['_LISTKEYPAIRSREQUEST']._serialized_start=406
-  _globals['_LISTKEYPAIRSREQUEST']._serialized_end=524
-  _globals['_LISTKEYPAIRSRESPONSE']._serialized_start=526
-  _globals['_LISTKEYPAIRSRESPONSE']._serialized_end=612
-  _globals['_LISTAGENTSREQUEST']._serialized_start=614
-  _globals['_LISTAGENTSREQUEST']._serialized_end=716
-  _globals['_LISTAGENTSRESPONSE']._serialized_start=718
-  _globals['_LISTAGENTSRESPONSE']._serialized_end=798
-  _globals['_QUERYSESSIONSREQUEST']._serialized_start=801
-  _globals['_QUERYSESSIONSREQUEST']._serialized_end=933
-  _globals['_QUERYSESSIONSRESPONSE']._serialized_start=935
-  _globals['_QUERYSESSIONSRESPONSE']._serialized_end=1022
-  _globals['_USER']._serialized_start=1025
-  _globals['_USER']._serialized_end=1242
-  _globals['_PROJECTREF']._serialized_start=1244
-  _globals['_PROJECTREF']._serialized_end=1282
-  _globals['_KEYPAIR']._serialized_start=1285
-  _globals['_KEYPAIR']._serialized_end=1515
-  _globals['_AGENT']._serialized_start=1518
-  _globals['_AGENT']._serialized_end=1927
-  _globals['_AGENT_CAPACITYENTRY']._serialized_start=1831
-  _globals['_AGENT_CAPACITYENTRY']._serialized_end=1878
-  _globals['_AGENT_OCCUPIEDENTRY']._serialized_start=1880
-  _globals['_AGENT_OCCUPIEDENTRY']._serialized_end=1927
-  _globals['_ADMINSERVICE']._serialized_start=1930
-  _globals['_ADMINSERVICE']._serialized_end=2381
+  _globals['_LISTUSERSREQUEST']._serialized_start=249
+  _globals['_LISTUSERSREQUEST']._serialized_end=377
+  _globals['_LISTUSERSRESPONSE']._serialized_start=379
+  _globals['_LISTUSERSRESPONSE']._serialized_end=456
+  _globals['_LISTKEYPAIRSREQUEST']._serialized_start=459
+  _globals['_LISTKEYPAIRSREQUEST']._serialized_end=608
+  _globals['_LISTKEYPAIRSRESPONSE']._serialized_start=610
+  _globals['_LISTKEYPAIRSRESPONSE']._serialized_end=696
+  _globals['_LISTAGENTSREQUEST']._serialized_start=698
+  _globals['_LISTAGENTSREQUEST']._serialized_end=800
+  _globals['_LISTAGENTSRESPONSE']._serialized_start=802
+  _globals['_LISTAGENTSRESPONSE']._serialized_end=882
+  _globals['_QUERYSESSIONSREQUEST']._serialized_start=885
+  _globals['_QUERYSESSIONSREQUEST']._serialized_end=1017
+  _globals['_QUERYSESSIONSRESPONSE']._serialized_start=1019
+  _globals['_QUERYSESSIONSRESPONSE']._serialized_end=1106
+  _globals['_USER']._serialized_start=1109
+  _globals['_USER']._serialized_end=1443
+  _globals['_PROJECTREF']._serialized_start=1445
+  _globals['_PROJECTREF']._serialized_end=1483
+  _globals['_KEYPAIR']._serialized_start=1486
+  _globals['_KEYPAIR']._serialized_end=1858
+  _globals['_AGENT']._serialized_start=1861
+  _globals['_AGENT']._serialized_end=2270
+  _globals['_AGENT_CAPACITYENTRY']._serialized_start=2174
+  _globals['_AGENT_CAPACITYENTRY']._serialized_end=2221
+  _globals['_AGENT_OCCUPIEDENTRY']._serialized_start=2223
+  _globals['_AGENT_OCCUPIEDENTRY']._serialized_end=2270
+  _globals['_ADMINSERVICE']._serialized_start=2273
+  _globals['_ADMINSERVICE']._serialized_end=2724
 # @@protoc_insertion_point(module_scope)

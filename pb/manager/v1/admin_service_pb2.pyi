@@ -30,12 +30,18 @@ class GetKeypairResponse(_message.Message):
     def __init__(self, keypair: _Optional[_Union[Keypair, _Mapping]] = ...) -> None: ...
 
 class ListUsersRequest(_message.Message):
-    __slots__ = ("page", "status")
+    __slots__ = ("page", "status", "filter", "order", "project_id")
     PAGE_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     page: PageRequest
     status: str
-    def __init__(self, page: _Optional[_Union[PageRequest, _Mapping]] = ..., status: _Optional[str] = ...) -> None: ...
+    filter: str
+    order: str
+    project_id: str
+    def __init__(self, page: _Optional[_Union[PageRequest, _Mapping]] = ..., status: _Optional[str] = ..., filter: _Optional[str] = ..., order: _Optional[str] = ..., project_id: _Optional[str] = ...) -> None: ...
 
 class ListUsersResponse(_message.Message):
     __slots__ = ("users", "total_count")
@@ -46,14 +52,18 @@ class ListUsersResponse(_message.Message):
     def __init__(self, users: _Optional[_Iterable[_Union[User, _Mapping]]] = ..., total_count: _Optional[int] = ...) -> None: ...
 
 class ListKeypairsRequest(_message.Message):
-    __slots__ = ("page", "is_active", "domain")
+    __slots__ = ("page", "is_active", "domain", "filter", "order")
     PAGE_FIELD_NUMBER: _ClassVar[int]
     IS_ACTIVE_FIELD_NUMBER: _ClassVar[int]
     DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    ORDER_FIELD_NUMBER: _ClassVar[int]
     page: PageRequest
     is_active: bool
     domain: str
-    def __init__(self, page: _Optional[_Union[PageRequest, _Mapping]] = ..., is_active: _Optional[bool] = ..., domain: _Optional[str] = ...) -> None: ...
+    filter: str
+    order: str
+    def __init__(self, page: _Optional[_Union[PageRequest, _Mapping]] = ..., is_active: _Optional[bool] = ..., domain: _Optional[str] = ..., filter: _Optional[str] = ..., order: _Optional[str] = ...) -> None: ...
 
 class ListKeypairsResponse(_message.Message):
     __slots__ = ("keypairs", "total_count")
@@ -100,7 +110,7 @@ class QuerySessionsResponse(_message.Message):
     def __init__(self, sessions: _Optional[_Iterable[_Union[_session_pb2.Session, _Mapping]]] = ..., total_count: _Optional[int] = ...) -> None: ...
 
 class User(_message.Message):
-    __slots__ = ("id", "email", "username", "role", "domain", "status", "create_time", "projects", "main_access_key")
+    __slots__ = ("id", "email", "username", "role", "domain", "status", "create_time", "projects", "main_access_key", "full_name", "description", "need_password_change", "resource_policy", "has_password")
     ID_FIELD_NUMBER: _ClassVar[int]
     EMAIL_FIELD_NUMBER: _ClassVar[int]
     USERNAME_FIELD_NUMBER: _ClassVar[int]
@@ -110,6 +120,11 @@ class User(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     PROJECTS_FIELD_NUMBER: _ClassVar[int]
     MAIN_ACCESS_KEY_FIELD_NUMBER: _ClassVar[int]
+    FULL_NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    NEED_PASSWORD_CHANGE_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_POLICY_FIELD_NUMBER: _ClassVar[int]
+    HAS_PASSWORD_FIELD_NUMBER: _ClassVar[int]
     id: str
     email: str
     username: str
@@ -119,7 +134,12 @@ class User(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     projects: _containers.RepeatedCompositeFieldContainer[ProjectRef]
     main_access_key: str
-    def __init__(self, id: _Optional[str] = ..., email: _Optional[str] = ..., username: _Optional[str] = ..., role: _Optional[str] = ..., domain: _Optional[str] = ..., status: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., projects: _Optional[_Iterable[_Union[ProjectRef, _Mapping]]] = ..., main_access_key: _Optional[str] = ...) -> None: ...
+    full_name: str
+    description: str
+    need_password_change: bool
+    resource_policy: str
+    has_password: bool
+    def __init__(self, id: _Optional[str] = ..., email: _Optional[str] = ..., username: _Optional[str] = ..., role: _Optional[str] = ..., domain: _Optional[str] = ..., status: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., projects: _Optional[_Iterable[_Union[ProjectRef, _Mapping]]] = ..., main_access_key: _Optional[str] = ..., full_name: _Optional[str] = ..., description: _Optional[str] = ..., need_password_change: _Optional[bool] = ..., resource_policy: _Optional[str] = ..., has_password: _Optional[bool] = ...) -> None: ...
 
 class ProjectRef(_message.Message):
     __slots__ = ("id", "name")
@@ -130,7 +150,7 @@ class ProjectRef(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class Keypair(_message.Message):
-    __slots__ = ("access_key", "secret_key", "user_id", "user_email", "is_active", "is_admin", "create_time", "projects", "concurrency_used", "role")
+    __slots__ = ("access_key", "secret_key", "user_id", "user_email", "is_active", "is_admin", "create_time", "projects", "concurrency_used", "role", "resource_policy", "rate_limit", "last_used_time", "user_full_name", "user_domain")
     ACCESS_KEY_FIELD_NUMBER: _ClassVar[int]
     SECRET_KEY_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -141,6 +161,11 @@ class Keypair(_message.Message):
     PROJECTS_FIELD_NUMBER: _ClassVar[int]
     CONCURRENCY_USED_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_POLICY_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    LAST_USED_TIME_FIELD_NUMBER: _ClassVar[int]
+    USER_FULL_NAME_FIELD_NUMBER: _ClassVar[int]
+    USER_DOMAIN_FIELD_NUMBER: _ClassVar[int]
     access_key: str
     secret_key: str
     user_id: str
@@ -151,7 +176,12 @@ class Keypair(_message.Message):
     projects: _containers.RepeatedScalarFieldContainer[str]
     concurrency_used: int
     role: str
-    def __init__(self, access_key: _Optional[str] = ..., secret_key: _Optional[str] = ..., user_id: _Optional[str] = ..., user_email: _Optional[str] = ..., is_active: _Optional[bool] = ..., is_admin: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., projects: _Optional[_Iterable[str]] = ..., concurrency_used: _Optional[int] = ..., role: _Optional[str] = ...) -> None: ...
+    resource_policy: str
+    rate_limit: int
+    last_used_time: _timestamp_pb2.Timestamp
+    user_full_name: str
+    user_domain: str
+    def __init__(self, access_key: _Optional[str] = ..., secret_key: _Optional[str] = ..., user_id: _Optional[str] = ..., user_email: _Optional[str] = ..., is_active: _Optional[bool] = ..., is_admin: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., projects: _Optional[_Iterable[str]] = ..., concurrency_used: _Optional[int] = ..., role: _Optional[str] = ..., resource_policy: _Optional[str] = ..., rate_limit: _Optional[int] = ..., last_used_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user_full_name: _Optional[str] = ..., user_domain: _Optional[str] = ...) -> None: ...
 
 class Agent(_message.Message):
     __slots__ = ("id", "status", "architecture", "resource_group", "capacity", "occupied", "first_contact", "last_heartbeat", "version")

@@ -30,9 +30,10 @@ class AdminServiceStub:
     """AdminService answers the read-only queries behind the gateway's GraphQL API (users,
     keypairs, agents, offset-paginated sessions). Keypair-authenticated like SessionService.
 
-    Visibility, decided by the manager: a superadmin and a monitor see everything (a monitor
-    only ever reads); a domain admin sees its domain; a user sees itself (its own user, its own
-    keypairs, its own sessions). Agents are visible to superadmins and monitors only
+    Visibility, decided by the manager (bai.manager.domain.rbac): a superadmin and a monitor see
+    everything (a monitor only ever reads); a domain admin sees its domain; a user sees itself (its
+    own user, its own keypairs, its own sessions), and a project admin also the sessions started
+    in its projects. ListUsers and ListKeypairs take Backend.AI's filter and order expressions. Agents are visible to superadmins and monitors only
     (PERMISSION_DENIED otherwise). Secret keys are returned only for the caller's own keypairs
     or to a superadmin.
     """
@@ -74,9 +75,10 @@ class AdminServiceServicer:
     """AdminService answers the read-only queries behind the gateway's GraphQL API (users,
     keypairs, agents, offset-paginated sessions). Keypair-authenticated like SessionService.
 
-    Visibility, decided by the manager: a superadmin and a monitor see everything (a monitor
-    only ever reads); a domain admin sees its domain; a user sees itself (its own user, its own
-    keypairs, its own sessions). Agents are visible to superadmins and monitors only
+    Visibility, decided by the manager (bai.manager.domain.rbac): a superadmin and a monitor see
+    everything (a monitor only ever reads); a domain admin sees its domain; a user sees itself (its
+    own user, its own keypairs, its own sessions), and a project admin also the sessions started
+    in its projects. ListUsers and ListKeypairs take Backend.AI's filter and order expressions. Agents are visible to superadmins and monitors only
     (PERMISSION_DENIED otherwise). Secret keys are returned only for the caller's own keypairs
     or to a superadmin.
     """
@@ -157,9 +159,10 @@ class AdminService:
     """AdminService answers the read-only queries behind the gateway's GraphQL API (users,
     keypairs, agents, offset-paginated sessions). Keypair-authenticated like SessionService.
 
-    Visibility, decided by the manager: a superadmin and a monitor see everything (a monitor
-    only ever reads); a domain admin sees its domain; a user sees itself (its own user, its own
-    keypairs, its own sessions). Agents are visible to superadmins and monitors only
+    Visibility, decided by the manager (bai.manager.domain.rbac): a superadmin and a monitor see
+    everything (a monitor only ever reads); a domain admin sees its domain; a user sees itself (its
+    own user, its own keypairs, its own sessions), and a project admin also the sessions started
+    in its projects. ListUsers and ListKeypairs take Backend.AI's filter and order expressions. Agents are visible to superadmins and monitors only
     (PERMISSION_DENIED otherwise). Secret keys are returned only for the caller's own keypairs
     or to a superadmin.
     """

@@ -64,7 +64,7 @@ class Session(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., spec: _Optional[_Union[SessionSpec, _Mapping]] = ..., status: _Optional[_Union[SessionStatus, _Mapping]] = ..., kernels: _Optional[_Iterable[_Union[KernelInfo, _Mapping]]] = ..., access_key: _Optional[str] = ..., domain: _Optional[str] = ..., project: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., terminate_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class SessionSpec(_message.Message):
-    __slots__ = ("image", "session_type", "resources", "environ", "startup_command", "batch_timeout_seconds", "cluster_size", "resource_group", "tag")
+    __slots__ = ("image", "session_type", "resources", "environ", "startup_command", "batch_timeout_seconds", "cluster_size", "resource_group", "tag", "cluster_mode", "idle_timeout_seconds", "max_lifetime_seconds", "priority", "starts_at_time", "dependencies")
     class ResourcesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -88,6 +88,12 @@ class SessionSpec(_message.Message):
     CLUSTER_SIZE_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_GROUP_FIELD_NUMBER: _ClassVar[int]
     TAG_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_MODE_FIELD_NUMBER: _ClassVar[int]
+    IDLE_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_LIFETIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    STARTS_AT_TIME_FIELD_NUMBER: _ClassVar[int]
+    DEPENDENCIES_FIELD_NUMBER: _ClassVar[int]
     image: str
     session_type: str
     resources: _containers.ScalarMap[str, str]
@@ -97,10 +103,16 @@ class SessionSpec(_message.Message):
     cluster_size: int
     resource_group: str
     tag: str
-    def __init__(self, image: _Optional[str] = ..., session_type: _Optional[str] = ..., resources: _Optional[_Mapping[str, str]] = ..., environ: _Optional[_Mapping[str, str]] = ..., startup_command: _Optional[str] = ..., batch_timeout_seconds: _Optional[float] = ..., cluster_size: _Optional[int] = ..., resource_group: _Optional[str] = ..., tag: _Optional[str] = ...) -> None: ...
+    cluster_mode: str
+    idle_timeout_seconds: float
+    max_lifetime_seconds: float
+    priority: int
+    starts_at_time: _timestamp_pb2.Timestamp
+    dependencies: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, image: _Optional[str] = ..., session_type: _Optional[str] = ..., resources: _Optional[_Mapping[str, str]] = ..., environ: _Optional[_Mapping[str, str]] = ..., startup_command: _Optional[str] = ..., batch_timeout_seconds: _Optional[float] = ..., cluster_size: _Optional[int] = ..., resource_group: _Optional[str] = ..., tag: _Optional[str] = ..., cluster_mode: _Optional[str] = ..., idle_timeout_seconds: _Optional[float] = ..., max_lifetime_seconds: _Optional[float] = ..., priority: _Optional[int] = ..., starts_at_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., dependencies: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SessionStatus(_message.Message):
-    __slots__ = ("state", "reason", "message", "state_change_time", "history", "conditions", "exit_code")
+    __slots__ = ("state", "reason", "message", "state_change_time", "history", "conditions", "exit_code", "queue_position")
     STATE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
@@ -108,6 +120,7 @@ class SessionStatus(_message.Message):
     HISTORY_FIELD_NUMBER: _ClassVar[int]
     CONDITIONS_FIELD_NUMBER: _ClassVar[int]
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_POSITION_FIELD_NUMBER: _ClassVar[int]
     state: Session.State
     reason: str
     message: str
@@ -115,7 +128,8 @@ class SessionStatus(_message.Message):
     history: _containers.RepeatedCompositeFieldContainer[StatusTransition]
     conditions: _containers.RepeatedCompositeFieldContainer[Condition]
     exit_code: int
-    def __init__(self, state: _Optional[_Union[Session.State, str]] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., state_change_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., history: _Optional[_Iterable[_Union[StatusTransition, _Mapping]]] = ..., conditions: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ..., exit_code: _Optional[int] = ...) -> None: ...
+    queue_position: int
+    def __init__(self, state: _Optional[_Union[Session.State, str]] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., state_change_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., history: _Optional[_Iterable[_Union[StatusTransition, _Mapping]]] = ..., conditions: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ..., exit_code: _Optional[int] = ..., queue_position: _Optional[int] = ...) -> None: ...
 
 class StatusTransition(_message.Message):
     __slots__ = ("state", "transition_time", "reason", "message")

@@ -4,6 +4,7 @@ import datetime
 from bai.pb.manager.v1 import session_pb2 as _session_pb2
 from google.api import annotations_pb2 as _annotations_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -27,7 +28,7 @@ EXECUTION_MODE_CONTINUE: ExecutionMode
 EXECUTION_MODE_INPUT: ExecutionMode
 
 class CreateSessionRequest(_message.Message):
-    __slots__ = ("name", "image", "session_type", "resources", "environ", "startup_command", "batch_timeout", "reuse_if_exists", "enqueue_only", "max_wait", "request_id", "cluster_size", "resource_group", "domain", "project", "tag", "mounts")
+    __slots__ = ("name", "image", "session_type", "resources", "environ", "startup_command", "batch_timeout", "reuse_if_exists", "enqueue_only", "max_wait", "request_id", "cluster_size", "resource_group", "domain", "project", "tag", "mounts", "cluster_mode", "idle_timeout", "max_lifetime", "priority", "starts_at_time", "dependencies")
     class ResourcesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -59,6 +60,12 @@ class CreateSessionRequest(_message.Message):
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     TAG_FIELD_NUMBER: _ClassVar[int]
     MOUNTS_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_MODE_FIELD_NUMBER: _ClassVar[int]
+    IDLE_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    MAX_LIFETIME_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    STARTS_AT_TIME_FIELD_NUMBER: _ClassVar[int]
+    DEPENDENCIES_FIELD_NUMBER: _ClassVar[int]
     name: str
     image: str
     session_type: str
@@ -76,7 +83,13 @@ class CreateSessionRequest(_message.Message):
     project: str
     tag: str
     mounts: _containers.RepeatedCompositeFieldContainer[VFolderMountRequest]
-    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., session_type: _Optional[str] = ..., resources: _Optional[_Mapping[str, str]] = ..., environ: _Optional[_Mapping[str, str]] = ..., startup_command: _Optional[str] = ..., batch_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., reuse_if_exists: _Optional[bool] = ..., enqueue_only: _Optional[bool] = ..., max_wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., request_id: _Optional[str] = ..., cluster_size: _Optional[int] = ..., resource_group: _Optional[str] = ..., domain: _Optional[str] = ..., project: _Optional[str] = ..., tag: _Optional[str] = ..., mounts: _Optional[_Iterable[_Union[VFolderMountRequest, _Mapping]]] = ...) -> None: ...
+    cluster_mode: str
+    idle_timeout: _duration_pb2.Duration
+    max_lifetime: _duration_pb2.Duration
+    priority: int
+    starts_at_time: _timestamp_pb2.Timestamp
+    dependencies: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., session_type: _Optional[str] = ..., resources: _Optional[_Mapping[str, str]] = ..., environ: _Optional[_Mapping[str, str]] = ..., startup_command: _Optional[str] = ..., batch_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., reuse_if_exists: _Optional[bool] = ..., enqueue_only: _Optional[bool] = ..., max_wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., request_id: _Optional[str] = ..., cluster_size: _Optional[int] = ..., resource_group: _Optional[str] = ..., domain: _Optional[str] = ..., project: _Optional[str] = ..., tag: _Optional[str] = ..., mounts: _Optional[_Iterable[_Union[VFolderMountRequest, _Mapping]]] = ..., cluster_mode: _Optional[str] = ..., idle_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_lifetime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., priority: _Optional[int] = ..., starts_at_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., dependencies: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class VFolderMountRequest(_message.Message):
     __slots__ = ("vfolder_ref", "container_path", "read_only")
@@ -217,7 +230,7 @@ class StreamSessionLogsResponse(_message.Message):
     def __init__(self, data: _Optional[str] = ..., stream: _Optional[str] = ...) -> None: ...
 
 class StartServiceRequest(_message.Message):
-    __slots__ = ("session_ref", "service", "environ", "arguments")
+    __slots__ = ("session_ref", "service", "environ", "arguments", "raw_tcp")
     class EnvironEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -229,11 +242,13 @@ class StartServiceRequest(_message.Message):
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     ENVIRON_FIELD_NUMBER: _ClassVar[int]
     ARGUMENTS_FIELD_NUMBER: _ClassVar[int]
+    RAW_TCP_FIELD_NUMBER: _ClassVar[int]
     session_ref: str
     service: str
     environ: _containers.ScalarMap[str, str]
     arguments: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, session_ref: _Optional[str] = ..., service: _Optional[str] = ..., environ: _Optional[_Mapping[str, str]] = ..., arguments: _Optional[_Iterable[str]] = ...) -> None: ...
+    raw_tcp: bool
+    def __init__(self, session_ref: _Optional[str] = ..., service: _Optional[str] = ..., environ: _Optional[_Mapping[str, str]] = ..., arguments: _Optional[_Iterable[str]] = ..., raw_tcp: _Optional[bool] = ...) -> None: ...
 
 class StartServiceResponse(_message.Message):
     __slots__ = ("url", "host", "port", "token", "protocol", "circuit_id", "ssh_private_key", "ssh_user")

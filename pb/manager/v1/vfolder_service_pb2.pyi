@@ -18,13 +18,22 @@ class FolderPermission(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FOLDER_PERMISSION_READ_ONLY: _ClassVar[FolderPermission]
     FOLDER_PERMISSION_READ_WRITE: _ClassVar[FolderPermission]
     FOLDER_PERMISSION_READ_WRITE_DELETE: _ClassVar[FolderPermission]
+
+class QuotaScopeType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    QUOTA_SCOPE_TYPE_UNSPECIFIED: _ClassVar[QuotaScopeType]
+    QUOTA_SCOPE_TYPE_USER: _ClassVar[QuotaScopeType]
+    QUOTA_SCOPE_TYPE_PROJECT: _ClassVar[QuotaScopeType]
 FOLDER_PERMISSION_UNSPECIFIED: FolderPermission
 FOLDER_PERMISSION_READ_ONLY: FolderPermission
 FOLDER_PERMISSION_READ_WRITE: FolderPermission
 FOLDER_PERMISSION_READ_WRITE_DELETE: FolderPermission
+QUOTA_SCOPE_TYPE_UNSPECIFIED: QuotaScopeType
+QUOTA_SCOPE_TYPE_USER: QuotaScopeType
+QUOTA_SCOPE_TYPE_PROJECT: QuotaScopeType
 
 class VFolder(_message.Message):
-    __slots__ = ("id", "name", "volume", "owner_user_id", "owner_project_id", "permission", "usage_mode", "status", "create_time", "mountable", "used_bytes", "file_count")
+    __slots__ = ("id", "name", "volume", "owner_user_id", "owner_project_id", "permission", "usage_mode", "status", "create_time", "mountable", "used_bytes", "file_count", "cloneable", "quota_bytes", "is_owner", "access_permission", "creator_email", "project_name", "delete_time")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     VOLUME_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +46,13 @@ class VFolder(_message.Message):
     MOUNTABLE_FIELD_NUMBER: _ClassVar[int]
     USED_BYTES_FIELD_NUMBER: _ClassVar[int]
     FILE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CLONEABLE_FIELD_NUMBER: _ClassVar[int]
+    QUOTA_BYTES_FIELD_NUMBER: _ClassVar[int]
+    IS_OWNER_FIELD_NUMBER: _ClassVar[int]
+    ACCESS_PERMISSION_FIELD_NUMBER: _ClassVar[int]
+    CREATOR_EMAIL_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_NAME_FIELD_NUMBER: _ClassVar[int]
+    DELETE_TIME_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     volume: str
@@ -49,19 +65,32 @@ class VFolder(_message.Message):
     mountable: bool
     used_bytes: int
     file_count: int
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., volume: _Optional[str] = ..., owner_user_id: _Optional[str] = ..., owner_project_id: _Optional[str] = ..., permission: _Optional[_Union[FolderPermission, str]] = ..., usage_mode: _Optional[str] = ..., status: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., mountable: _Optional[bool] = ..., used_bytes: _Optional[int] = ..., file_count: _Optional[int] = ...) -> None: ...
+    cloneable: bool
+    quota_bytes: int
+    is_owner: bool
+    access_permission: FolderPermission
+    creator_email: str
+    project_name: str
+    delete_time: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., volume: _Optional[str] = ..., owner_user_id: _Optional[str] = ..., owner_project_id: _Optional[str] = ..., permission: _Optional[_Union[FolderPermission, str]] = ..., usage_mode: _Optional[str] = ..., status: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., mountable: _Optional[bool] = ..., used_bytes: _Optional[int] = ..., file_count: _Optional[int] = ..., cloneable: _Optional[bool] = ..., quota_bytes: _Optional[int] = ..., is_owner: _Optional[bool] = ..., access_permission: _Optional[_Union[FolderPermission, str]] = ..., creator_email: _Optional[str] = ..., project_name: _Optional[str] = ..., delete_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CreateVFolderRequest(_message.Message):
-    __slots__ = ("name", "volume", "permission", "usage_mode")
+    __slots__ = ("name", "volume", "permission", "usage_mode", "project", "quota_bytes", "cloneable")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VOLUME_FIELD_NUMBER: _ClassVar[int]
     PERMISSION_FIELD_NUMBER: _ClassVar[int]
     USAGE_MODE_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    QUOTA_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CLONEABLE_FIELD_NUMBER: _ClassVar[int]
     name: str
     volume: str
     permission: FolderPermission
     usage_mode: str
-    def __init__(self, name: _Optional[str] = ..., volume: _Optional[str] = ..., permission: _Optional[_Union[FolderPermission, str]] = ..., usage_mode: _Optional[str] = ...) -> None: ...
+    project: str
+    quota_bytes: int
+    cloneable: bool
+    def __init__(self, name: _Optional[str] = ..., volume: _Optional[str] = ..., permission: _Optional[_Union[FolderPermission, str]] = ..., usage_mode: _Optional[str] = ..., project: _Optional[str] = ..., quota_bytes: _Optional[int] = ..., cloneable: _Optional[bool] = ...) -> None: ...
 
 class CreateVFolderResponse(_message.Message):
     __slots__ = ("vfolder",)
@@ -70,8 +99,10 @@ class CreateVFolderResponse(_message.Message):
     def __init__(self, vfolder: _Optional[_Union[VFolder, _Mapping]] = ...) -> None: ...
 
 class ListVFoldersRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("project_id",)
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    def __init__(self, project_id: _Optional[str] = ...) -> None: ...
 
 class ListVFoldersResponse(_message.Message):
     __slots__ = ("vfolders",)
@@ -200,3 +231,307 @@ class ListVolumesResponse(_message.Message):
     volumes: _containers.RepeatedScalarFieldContainer[str]
     default_volume: str
     def __init__(self, volumes: _Optional[_Iterable[str]] = ..., default_volume: _Optional[str] = ...) -> None: ...
+
+class RenameVFolderRequest(_message.Message):
+    __slots__ = ("vfolder_ref", "new_name")
+    VFOLDER_REF_FIELD_NUMBER: _ClassVar[int]
+    NEW_NAME_FIELD_NUMBER: _ClassVar[int]
+    vfolder_ref: str
+    new_name: str
+    def __init__(self, vfolder_ref: _Optional[str] = ..., new_name: _Optional[str] = ...) -> None: ...
+
+class RenameVFolderResponse(_message.Message):
+    __slots__ = ("vfolder",)
+    VFOLDER_FIELD_NUMBER: _ClassVar[int]
+    vfolder: VFolder
+    def __init__(self, vfolder: _Optional[_Union[VFolder, _Mapping]] = ...) -> None: ...
+
+class UpdateVFolderOptionsRequest(_message.Message):
+    __slots__ = ("vfolder_ref", "permission", "cloneable")
+    VFOLDER_REF_FIELD_NUMBER: _ClassVar[int]
+    PERMISSION_FIELD_NUMBER: _ClassVar[int]
+    CLONEABLE_FIELD_NUMBER: _ClassVar[int]
+    vfolder_ref: str
+    permission: FolderPermission
+    cloneable: bool
+    def __init__(self, vfolder_ref: _Optional[str] = ..., permission: _Optional[_Union[FolderPermission, str]] = ..., cloneable: _Optional[bool] = ...) -> None: ...
+
+class UpdateVFolderOptionsResponse(_message.Message):
+    __slots__ = ("vfolder",)
+    VFOLDER_FIELD_NUMBER: _ClassVar[int]
+    vfolder: VFolder
+    def __init__(self, vfolder: _Optional[_Union[VFolder, _Mapping]] = ...) -> None: ...
+
+class CloneVFolderRequest(_message.Message):
+    __slots__ = ("vfolder_ref", "target_name", "target_volume", "permission", "usage_mode")
+    VFOLDER_REF_FIELD_NUMBER: _ClassVar[int]
+    TARGET_NAME_FIELD_NUMBER: _ClassVar[int]
+    TARGET_VOLUME_FIELD_NUMBER: _ClassVar[int]
+    PERMISSION_FIELD_NUMBER: _ClassVar[int]
+    USAGE_MODE_FIELD_NUMBER: _ClassVar[int]
+    vfolder_ref: str
+    target_name: str
+    target_volume: str
+    permission: FolderPermission
+    usage_mode: str
+    def __init__(self, vfolder_ref: _Optional[str] = ..., target_name: _Optional[str] = ..., target_volume: _Optional[str] = ..., permission: _Optional[_Union[FolderPermission, str]] = ..., usage_mode: _Optional[str] = ...) -> None: ...
+
+class CloneVFolderResponse(_message.Message):
+    __slots__ = ("vfolder",)
+    VFOLDER_FIELD_NUMBER: _ClassVar[int]
+    vfolder: VFolder
+    def __init__(self, vfolder: _Optional[_Union[VFolder, _Mapping]] = ...) -> None: ...
+
+class RestoreVFolderRequest(_message.Message):
+    __slots__ = ("vfolder_ref",)
+    VFOLDER_REF_FIELD_NUMBER: _ClassVar[int]
+    vfolder_ref: str
+    def __init__(self, vfolder_ref: _Optional[str] = ...) -> None: ...
+
+class RestoreVFolderResponse(_message.Message):
+    __slots__ = ("vfolder",)
+    VFOLDER_FIELD_NUMBER: _ClassVar[int]
+    vfolder: VFolder
+    def __init__(self, vfolder: _Optional[_Union[VFolder, _Mapping]] = ...) -> None: ...
+
+class PurgeVFolderRequest(_message.Message):
+    __slots__ = ("vfolder_ref",)
+    VFOLDER_REF_FIELD_NUMBER: _ClassVar[int]
+    vfolder_ref: str
+    def __init__(self, vfolder_ref: _Optional[str] = ...) -> None: ...
+
+class PurgeVFolderResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListTrashedVFoldersRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListTrashedVFoldersResponse(_message.Message):
+    __slots__ = ("vfolders",)
+    VFOLDERS_FIELD_NUMBER: _ClassVar[int]
+    vfolders: _containers.RepeatedCompositeFieldContainer[VFolder]
+    def __init__(self, vfolders: _Optional[_Iterable[_Union[VFolder, _Mapping]]] = ...) -> None: ...
+
+class MoveFileRequest(_message.Message):
+    __slots__ = ("vfolder_ref", "src_path", "dst_path")
+    VFOLDER_REF_FIELD_NUMBER: _ClassVar[int]
+    SRC_PATH_FIELD_NUMBER: _ClassVar[int]
+    DST_PATH_FIELD_NUMBER: _ClassVar[int]
+    vfolder_ref: str
+    src_path: str
+    dst_path: str
+    def __init__(self, vfolder_ref: _Optional[str] = ..., src_path: _Optional[str] = ..., dst_path: _Optional[str] = ...) -> None: ...
+
+class MoveFileResponse(_message.Message):
+    __slots__ = ("file",)
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    file: VFolderFile
+    def __init__(self, file: _Optional[_Union[VFolderFile, _Mapping]] = ...) -> None: ...
+
+class DeleteFilesRequest(_message.Message):
+    __slots__ = ("vfolder_ref", "paths", "recursive")
+    VFOLDER_REF_FIELD_NUMBER: _ClassVar[int]
+    PATHS_FIELD_NUMBER: _ClassVar[int]
+    RECURSIVE_FIELD_NUMBER: _ClassVar[int]
+    vfolder_ref: str
+    paths: _containers.RepeatedScalarFieldContainer[str]
+    recursive: bool
+    def __init__(self, vfolder_ref: _Optional[str] = ..., paths: _Optional[_Iterable[str]] = ..., recursive: _Optional[bool] = ...) -> None: ...
+
+class DeleteFilesResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class InviteToVFolderRequest(_message.Message):
+    __slots__ = ("vfolder_ref", "permission", "emails")
+    VFOLDER_REF_FIELD_NUMBER: _ClassVar[int]
+    PERMISSION_FIELD_NUMBER: _ClassVar[int]
+    EMAILS_FIELD_NUMBER: _ClassVar[int]
+    vfolder_ref: str
+    permission: FolderPermission
+    emails: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, vfolder_ref: _Optional[str] = ..., permission: _Optional[_Union[FolderPermission, str]] = ..., emails: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class InviteToVFolderResponse(_message.Message):
+    __slots__ = ("invited_emails",)
+    INVITED_EMAILS_FIELD_NUMBER: _ClassVar[int]
+    invited_emails: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, invited_emails: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class VFolderInvitation(_message.Message):
+    __slots__ = ("id", "vfolder_id", "vfolder_name", "inviter_email", "invitee_email", "permission", "state", "create_time")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    VFOLDER_ID_FIELD_NUMBER: _ClassVar[int]
+    VFOLDER_NAME_FIELD_NUMBER: _ClassVar[int]
+    INVITER_EMAIL_FIELD_NUMBER: _ClassVar[int]
+    INVITEE_EMAIL_FIELD_NUMBER: _ClassVar[int]
+    PERMISSION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    vfolder_id: str
+    vfolder_name: str
+    inviter_email: str
+    invitee_email: str
+    permission: FolderPermission
+    state: str
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., vfolder_id: _Optional[str] = ..., vfolder_name: _Optional[str] = ..., inviter_email: _Optional[str] = ..., invitee_email: _Optional[str] = ..., permission: _Optional[_Union[FolderPermission, str]] = ..., state: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListInvitationsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListInvitationsResponse(_message.Message):
+    __slots__ = ("invitations",)
+    INVITATIONS_FIELD_NUMBER: _ClassVar[int]
+    invitations: _containers.RepeatedCompositeFieldContainer[VFolderInvitation]
+    def __init__(self, invitations: _Optional[_Iterable[_Union[VFolderInvitation, _Mapping]]] = ...) -> None: ...
+
+class AcceptInvitationRequest(_message.Message):
+    __slots__ = ("invitation_id",)
+    INVITATION_ID_FIELD_NUMBER: _ClassVar[int]
+    invitation_id: str
+    def __init__(self, invitation_id: _Optional[str] = ...) -> None: ...
+
+class AcceptInvitationResponse(_message.Message):
+    __slots__ = ("invitation",)
+    INVITATION_FIELD_NUMBER: _ClassVar[int]
+    invitation: VFolderInvitation
+    def __init__(self, invitation: _Optional[_Union[VFolderInvitation, _Mapping]] = ...) -> None: ...
+
+class RejectInvitationRequest(_message.Message):
+    __slots__ = ("invitation_id",)
+    INVITATION_ID_FIELD_NUMBER: _ClassVar[int]
+    invitation_id: str
+    def __init__(self, invitation_id: _Optional[str] = ...) -> None: ...
+
+class RejectInvitationResponse(_message.Message):
+    __slots__ = ("invitation",)
+    INVITATION_FIELD_NUMBER: _ClassVar[int]
+    invitation: VFolderInvitation
+    def __init__(self, invitation: _Optional[_Union[VFolderInvitation, _Mapping]] = ...) -> None: ...
+
+class ShareVFolderRequest(_message.Message):
+    __slots__ = ("vfolder_ref", "permission", "emails")
+    VFOLDER_REF_FIELD_NUMBER: _ClassVar[int]
+    PERMISSION_FIELD_NUMBER: _ClassVar[int]
+    EMAILS_FIELD_NUMBER: _ClassVar[int]
+    vfolder_ref: str
+    permission: FolderPermission
+    emails: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, vfolder_ref: _Optional[str] = ..., permission: _Optional[_Union[FolderPermission, str]] = ..., emails: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ShareVFolderResponse(_message.Message):
+    __slots__ = ("shared_emails",)
+    SHARED_EMAILS_FIELD_NUMBER: _ClassVar[int]
+    shared_emails: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, shared_emails: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class UnshareVFolderRequest(_message.Message):
+    __slots__ = ("vfolder_ref", "emails")
+    VFOLDER_REF_FIELD_NUMBER: _ClassVar[int]
+    EMAILS_FIELD_NUMBER: _ClassVar[int]
+    vfolder_ref: str
+    emails: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, vfolder_ref: _Optional[str] = ..., emails: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class UnshareVFolderResponse(_message.Message):
+    __slots__ = ("unshared_emails",)
+    UNSHARED_EMAILS_FIELD_NUMBER: _ClassVar[int]
+    unshared_emails: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, unshared_emails: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListVFolderSharesRequest(_message.Message):
+    __slots__ = ("vfolder_ref",)
+    VFOLDER_REF_FIELD_NUMBER: _ClassVar[int]
+    vfolder_ref: str
+    def __init__(self, vfolder_ref: _Optional[str] = ...) -> None: ...
+
+class VFolderShare(_message.Message):
+    __slots__ = ("user_id", "email", "permission", "create_time")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    PERMISSION_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    email: str
+    permission: FolderPermission
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, user_id: _Optional[str] = ..., email: _Optional[str] = ..., permission: _Optional[_Union[FolderPermission, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListVFolderSharesResponse(_message.Message):
+    __slots__ = ("shares",)
+    SHARES_FIELD_NUMBER: _ClassVar[int]
+    shares: _containers.RepeatedCompositeFieldContainer[VFolderShare]
+    def __init__(self, shares: _Optional[_Iterable[_Union[VFolderShare, _Mapping]]] = ...) -> None: ...
+
+class LeaveVFolderRequest(_message.Message):
+    __slots__ = ("vfolder_ref",)
+    VFOLDER_REF_FIELD_NUMBER: _ClassVar[int]
+    vfolder_ref: str
+    def __init__(self, vfolder_ref: _Optional[str] = ...) -> None: ...
+
+class LeaveVFolderResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SetVFolderQuotaRequest(_message.Message):
+    __slots__ = ("vfolder_ref", "quota_bytes")
+    VFOLDER_REF_FIELD_NUMBER: _ClassVar[int]
+    QUOTA_BYTES_FIELD_NUMBER: _ClassVar[int]
+    vfolder_ref: str
+    quota_bytes: int
+    def __init__(self, vfolder_ref: _Optional[str] = ..., quota_bytes: _Optional[int] = ...) -> None: ...
+
+class SetVFolderQuotaResponse(_message.Message):
+    __slots__ = ("vfolder",)
+    VFOLDER_FIELD_NUMBER: _ClassVar[int]
+    vfolder: VFolder
+    def __init__(self, vfolder: _Optional[_Union[VFolder, _Mapping]] = ...) -> None: ...
+
+class SetQuotaScopeRequest(_message.Message):
+    __slots__ = ("scope_type", "scope_ref", "max_bytes")
+    SCOPE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_REF_FIELD_NUMBER: _ClassVar[int]
+    MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    scope_type: QuotaScopeType
+    scope_ref: str
+    max_bytes: int
+    def __init__(self, scope_type: _Optional[_Union[QuotaScopeType, str]] = ..., scope_ref: _Optional[str] = ..., max_bytes: _Optional[int] = ...) -> None: ...
+
+class QuotaScope(_message.Message):
+    __slots__ = ("scope_type", "scope_id", "max_bytes", "used_bytes", "vfolder_count")
+    SCOPE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_ID_FIELD_NUMBER: _ClassVar[int]
+    MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    USED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    VFOLDER_COUNT_FIELD_NUMBER: _ClassVar[int]
+    scope_type: QuotaScopeType
+    scope_id: str
+    max_bytes: int
+    used_bytes: int
+    vfolder_count: int
+    def __init__(self, scope_type: _Optional[_Union[QuotaScopeType, str]] = ..., scope_id: _Optional[str] = ..., max_bytes: _Optional[int] = ..., used_bytes: _Optional[int] = ..., vfolder_count: _Optional[int] = ...) -> None: ...
+
+class SetQuotaScopeResponse(_message.Message):
+    __slots__ = ("quota_scope",)
+    QUOTA_SCOPE_FIELD_NUMBER: _ClassVar[int]
+    quota_scope: QuotaScope
+    def __init__(self, quota_scope: _Optional[_Union[QuotaScope, _Mapping]] = ...) -> None: ...
+
+class GetQuotaScopeRequest(_message.Message):
+    __slots__ = ("scope_type", "scope_ref")
+    SCOPE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_REF_FIELD_NUMBER: _ClassVar[int]
+    scope_type: QuotaScopeType
+    scope_ref: str
+    def __init__(self, scope_type: _Optional[_Union[QuotaScopeType, str]] = ..., scope_ref: _Optional[str] = ...) -> None: ...
+
+class GetQuotaScopeResponse(_message.Message):
+    __slots__ = ("quota_scope",)
+    QUOTA_SCOPE_FIELD_NUMBER: _ClassVar[int]
+    quota_scope: QuotaScope
+    def __init__(self, quota_scope: _Optional[_Union[QuotaScope, _Mapping]] = ...) -> None: ...

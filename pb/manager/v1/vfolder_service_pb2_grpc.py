@@ -31,11 +31,22 @@ class VFolderServiceStub:
     proxy; the manager keeps the folder records and decides who may do what.
 
     Authentication: keypair signature metadata, exactly as for SessionService (see the comment
-    atop session_service.proto). Permissions: the owner (or a superadmin) may do everything.
+    atop session_service.proto).
+
+    Access model: a user folder belongs to its owner; a project folder belongs to a project and every
+    member may use it (only project admins, domain admins of its domain and superadmins create,
+    rename, delete or share it). Others reach a folder through a share (ShareVFolder, or an accepted
+    invitation), which grants its own permission; that permission is also the mount mode. Writes
+    (upload, mkdir, move, delete files) need rw or wd. DeleteVFolder moves a folder to the trash and
+    frees its name; RestoreVFolder brings it back (ALREADY_EXISTS when the name was taken meanwhile);
+    PurgeVFolder removes a trashed folder and its contents for good.
 
     Errors carry google.rpc.ErrorInfo (domain "bai.manager"): VFOLDER_NOT_FOUND (NOT_FOUND),
     VFOLDER_ALREADY_EXISTS (ALREADY_EXISTS), INVALID_VFOLDER_NAME / INVALID_VFOLDER_REQUEST
-    (INVALID_ARGUMENT), STORAGE_NOT_CONFIGURED (FAILED_PRECONDITION: the manager runs without
+    (INVALID_ARGUMENT), VFOLDER_PERMISSION_DENIED / VFOLDER_READ_ONLY (PERMISSION_DENIED),
+    QUOTA_EXCEEDED (RESOURCE_EXHAUSTED), VFOLDER_NOT_CLONEABLE / VFOLDER_NOT_SHARED
+    (FAILED_PRECONDITION), CROSS_VOLUME_CLONE (INVALID_ARGUMENT), INVITATION_NOT_FOUND,
+    USER_NOT_FOUND, PROJECT_NOT_FOUND, VOLUME_NOT_FOUND (NOT_FOUND), STORAGE_NOT_CONFIGURED (FAILED_PRECONDITION: the manager runs without
     `--storage`); errors of the storage proxy (bad path, file not found, quota) pass through
     with their status and reason.
     """
@@ -91,6 +102,101 @@ class VFolderServiceStub:
                 request_serializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.ListVolumesRequest.SerializeToString,
                 response_deserializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.ListVolumesResponse.FromString,
                 _registered_method=True)
+        self.RenameVFolder = channel.unary_unary(
+                '/bai.manager.v1.VFolderService/RenameVFolder',
+                request_serializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.RenameVFolderRequest.SerializeToString,
+                response_deserializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.RenameVFolderResponse.FromString,
+                _registered_method=True)
+        self.UpdateVFolderOptions = channel.unary_unary(
+                '/bai.manager.v1.VFolderService/UpdateVFolderOptions',
+                request_serializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.UpdateVFolderOptionsRequest.SerializeToString,
+                response_deserializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.UpdateVFolderOptionsResponse.FromString,
+                _registered_method=True)
+        self.CloneVFolder = channel.unary_unary(
+                '/bai.manager.v1.VFolderService/CloneVFolder',
+                request_serializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.CloneVFolderRequest.SerializeToString,
+                response_deserializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.CloneVFolderResponse.FromString,
+                _registered_method=True)
+        self.RestoreVFolder = channel.unary_unary(
+                '/bai.manager.v1.VFolderService/RestoreVFolder',
+                request_serializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.RestoreVFolderRequest.SerializeToString,
+                response_deserializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.RestoreVFolderResponse.FromString,
+                _registered_method=True)
+        self.PurgeVFolder = channel.unary_unary(
+                '/bai.manager.v1.VFolderService/PurgeVFolder',
+                request_serializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.PurgeVFolderRequest.SerializeToString,
+                response_deserializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.PurgeVFolderResponse.FromString,
+                _registered_method=True)
+        self.ListTrashedVFolders = channel.unary_unary(
+                '/bai.manager.v1.VFolderService/ListTrashedVFolders',
+                request_serializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.ListTrashedVFoldersRequest.SerializeToString,
+                response_deserializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.ListTrashedVFoldersResponse.FromString,
+                _registered_method=True)
+        self.MoveFile = channel.unary_unary(
+                '/bai.manager.v1.VFolderService/MoveFile',
+                request_serializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.MoveFileRequest.SerializeToString,
+                response_deserializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.MoveFileResponse.FromString,
+                _registered_method=True)
+        self.DeleteFiles = channel.unary_unary(
+                '/bai.manager.v1.VFolderService/DeleteFiles',
+                request_serializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.DeleteFilesRequest.SerializeToString,
+                response_deserializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.DeleteFilesResponse.FromString,
+                _registered_method=True)
+        self.InviteToVFolder = channel.unary_unary(
+                '/bai.manager.v1.VFolderService/InviteToVFolder',
+                request_serializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.InviteToVFolderRequest.SerializeToString,
+                response_deserializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.InviteToVFolderResponse.FromString,
+                _registered_method=True)
+        self.ListInvitations = channel.unary_unary(
+                '/bai.manager.v1.VFolderService/ListInvitations',
+                request_serializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.ListInvitationsRequest.SerializeToString,
+                response_deserializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.ListInvitationsResponse.FromString,
+                _registered_method=True)
+        self.AcceptInvitation = channel.unary_unary(
+                '/bai.manager.v1.VFolderService/AcceptInvitation',
+                request_serializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.AcceptInvitationRequest.SerializeToString,
+                response_deserializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.AcceptInvitationResponse.FromString,
+                _registered_method=True)
+        self.RejectInvitation = channel.unary_unary(
+                '/bai.manager.v1.VFolderService/RejectInvitation',
+                request_serializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.RejectInvitationRequest.SerializeToString,
+                response_deserializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.RejectInvitationResponse.FromString,
+                _registered_method=True)
+        self.ShareVFolder = channel.unary_unary(
+                '/bai.manager.v1.VFolderService/ShareVFolder',
+                request_serializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.ShareVFolderRequest.SerializeToString,
+                response_deserializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.ShareVFolderResponse.FromString,
+                _registered_method=True)
+        self.UnshareVFolder = channel.unary_unary(
+                '/bai.manager.v1.VFolderService/UnshareVFolder',
+                request_serializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.UnshareVFolderRequest.SerializeToString,
+                response_deserializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.UnshareVFolderResponse.FromString,
+                _registered_method=True)
+        self.ListVFolderShares = channel.unary_unary(
+                '/bai.manager.v1.VFolderService/ListVFolderShares',
+                request_serializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.ListVFolderSharesRequest.SerializeToString,
+                response_deserializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.ListVFolderSharesResponse.FromString,
+                _registered_method=True)
+        self.LeaveVFolder = channel.unary_unary(
+                '/bai.manager.v1.VFolderService/LeaveVFolder',
+                request_serializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.LeaveVFolderRequest.SerializeToString,
+                response_deserializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.LeaveVFolderResponse.FromString,
+                _registered_method=True)
+        self.SetVFolderQuota = channel.unary_unary(
+                '/bai.manager.v1.VFolderService/SetVFolderQuota',
+                request_serializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.SetVFolderQuotaRequest.SerializeToString,
+                response_deserializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.SetVFolderQuotaResponse.FromString,
+                _registered_method=True)
+        self.SetQuotaScope = channel.unary_unary(
+                '/bai.manager.v1.VFolderService/SetQuotaScope',
+                request_serializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.SetQuotaScopeRequest.SerializeToString,
+                response_deserializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.SetQuotaScopeResponse.FromString,
+                _registered_method=True)
+        self.GetQuotaScope = channel.unary_unary(
+                '/bai.manager.v1.VFolderService/GetQuotaScope',
+                request_serializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.GetQuotaScopeRequest.SerializeToString,
+                response_deserializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.GetQuotaScopeResponse.FromString,
+                _registered_method=True)
 
 
 class VFolderServiceServicer:
@@ -98,11 +204,22 @@ class VFolderServiceServicer:
     proxy; the manager keeps the folder records and decides who may do what.
 
     Authentication: keypair signature metadata, exactly as for SessionService (see the comment
-    atop session_service.proto). Permissions: the owner (or a superadmin) may do everything.
+    atop session_service.proto).
+
+    Access model: a user folder belongs to its owner; a project folder belongs to a project and every
+    member may use it (only project admins, domain admins of its domain and superadmins create,
+    rename, delete or share it). Others reach a folder through a share (ShareVFolder, or an accepted
+    invitation), which grants its own permission; that permission is also the mount mode. Writes
+    (upload, mkdir, move, delete files) need rw or wd. DeleteVFolder moves a folder to the trash and
+    frees its name; RestoreVFolder brings it back (ALREADY_EXISTS when the name was taken meanwhile);
+    PurgeVFolder removes a trashed folder and its contents for good.
 
     Errors carry google.rpc.ErrorInfo (domain "bai.manager"): VFOLDER_NOT_FOUND (NOT_FOUND),
     VFOLDER_ALREADY_EXISTS (ALREADY_EXISTS), INVALID_VFOLDER_NAME / INVALID_VFOLDER_REQUEST
-    (INVALID_ARGUMENT), STORAGE_NOT_CONFIGURED (FAILED_PRECONDITION: the manager runs without
+    (INVALID_ARGUMENT), VFOLDER_PERMISSION_DENIED / VFOLDER_READ_ONLY (PERMISSION_DENIED),
+    QUOTA_EXCEEDED (RESOURCE_EXHAUSTED), VFOLDER_NOT_CLONEABLE / VFOLDER_NOT_SHARED
+    (FAILED_PRECONDITION), CROSS_VOLUME_CLONE (INVALID_ARGUMENT), INVITATION_NOT_FOUND,
+    USER_NOT_FOUND, PROJECT_NOT_FOUND, VOLUME_NOT_FOUND (NOT_FOUND), STORAGE_NOT_CONFIGURED (FAILED_PRECONDITION: the manager runs without
     `--storage`); errors of the storage proxy (bad path, file not found, quota) pass through
     with their status and reason.
     """
@@ -131,7 +248,8 @@ class VFolderServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteVFolder(self, request, context):
-        """Deletes a folder and its contents. Errors: NOT_FOUND.
+        """Moves a folder to the trash (status "delete-pending"); its name becomes free. Only the
+        owner (project folders: an admin) may. Errors: NOT_FOUND, PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -170,6 +288,155 @@ class VFolderServiceServicer:
 
     def ListVolumes(self, request, context):
         """Lists the storage volumes folders can be created on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RenameVFolder(self, request, context):
+        """Renames a folder (owner or admin). Errors: NOT_FOUND, PERMISSION_DENIED, INVALID_ARGUMENT,
+        ALREADY_EXISTS.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateVFolderOptions(self, request, context):
+        """Changes a folder's permission and/or cloneable flag (owner or admin).
+        Errors: NOT_FOUND, PERMISSION_DENIED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CloneVFolder(self, request, context):
+        """Copies a cloneable folder (or one the caller manages) into a new user folder of the caller,
+        through the storage proxy's CloneFolder (same volume only). Errors: NOT_FOUND,
+        FAILED_PRECONDITION (not cloneable), ALREADY_EXISTS, INVALID_ARGUMENT, RESOURCE_EXHAUSTED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestoreVFolder(self, request, context):
+        """Brings a trashed folder back. Errors: NOT_FOUND (no such folder in the trash),
+        ALREADY_EXISTS (a live folder took its name), PERMISSION_DENIED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PurgeVFolder(self, request, context):
+        """Deletes a trashed folder and its contents for good. Errors: NOT_FOUND (no such folder in
+        the trash: move it there with DeleteVFolder first), PERMISSION_DENIED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTrashedVFolders(self, request, context):
+        """Lists the trashed folders the caller may restore or purge.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MoveFile(self, request, context):
+        """Moves or renames a file or directory inside a folder (rw or wd). Errors: NOT_FOUND,
+        INVALID_ARGUMENT (path escapes), ALREADY_EXISTS (destination exists), PERMISSION_DENIED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteFiles(self, request, context):
+        """Deletes files (directories only with recursive) inside a folder (rw or wd). Errors:
+        NOT_FOUND, INVALID_ARGUMENT, PERMISSION_DENIED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InviteToVFolder(self, request, context):
+        """Invites users (by email) to a user folder the caller owns; each invitee accepts or rejects.
+        Unknown emails, the caller and users who already have access are skipped. Errors:
+        NOT_FOUND, PERMISSION_DENIED, INVALID_ARGUMENT (project folder: use ShareVFolder).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListInvitations(self, request, context):
+        """Lists the pending invitations sent to the caller.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcceptInvitation(self, request, context):
+        """Accepts an invitation: the folder becomes shared with the caller. Errors: NOT_FOUND
+        (INVITATION_NOT_FOUND), ALREADY_EXISTS (the caller has a folder of that name).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RejectInvitation(self, request, context):
+        """Rejects an invitation (the invitee) or withdraws it (the inviter). Errors: NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ShareVFolder(self, request, context):
+        """Shares a folder directly (no acceptance) with users, by email, with a permission; a user
+        already sharing it gets the new permission. Errors: NOT_FOUND, PERMISSION_DENIED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnshareVFolder(self, request, context):
+        """Withdraws shares, by email. Errors: NOT_FOUND, PERMISSION_DENIED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListVFolderShares(self, request, context):
+        """Lists who a folder is shared with (owner or admin). Errors: NOT_FOUND, PERMISSION_DENIED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LeaveVFolder(self, request, context):
+        """Gives up the caller's share of a folder. Errors: NOT_FOUND, FAILED_PRECONDITION (the caller
+        owns it or reaches it through a project).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetVFolderQuota(self, request, context):
+        """Sets one folder's quota (owner or admin); the storage proxy enforces it on writes.
+        Errors: NOT_FOUND, PERMISSION_DENIED, INVALID_ARGUMENT.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetQuotaScope(self, request, context):
+        """Sets the total quota of a user's or a project's folders (superadmin; a domain admin for
+        users and projects of their domain). Errors: NOT_FOUND, PERMISSION_DENIED, INVALID_ARGUMENT.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetQuotaScope(self, request, context):
+        """Reads a user's or a project's folder quota and current usage (the caller's own scope, a
+        project they belong to, or any scope for admins). Errors: NOT_FOUND, PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -223,6 +490,101 @@ def add_VFolderServiceServicer_to_server(servicer, server):
                     request_deserializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.ListVolumesRequest.FromString,
                     response_serializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.ListVolumesResponse.SerializeToString,
             ),
+            'RenameVFolder': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenameVFolder,
+                    request_deserializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.RenameVFolderRequest.FromString,
+                    response_serializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.RenameVFolderResponse.SerializeToString,
+            ),
+            'UpdateVFolderOptions': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateVFolderOptions,
+                    request_deserializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.UpdateVFolderOptionsRequest.FromString,
+                    response_serializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.UpdateVFolderOptionsResponse.SerializeToString,
+            ),
+            'CloneVFolder': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloneVFolder,
+                    request_deserializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.CloneVFolderRequest.FromString,
+                    response_serializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.CloneVFolderResponse.SerializeToString,
+            ),
+            'RestoreVFolder': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestoreVFolder,
+                    request_deserializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.RestoreVFolderRequest.FromString,
+                    response_serializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.RestoreVFolderResponse.SerializeToString,
+            ),
+            'PurgeVFolder': grpc.unary_unary_rpc_method_handler(
+                    servicer.PurgeVFolder,
+                    request_deserializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.PurgeVFolderRequest.FromString,
+                    response_serializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.PurgeVFolderResponse.SerializeToString,
+            ),
+            'ListTrashedVFolders': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTrashedVFolders,
+                    request_deserializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.ListTrashedVFoldersRequest.FromString,
+                    response_serializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.ListTrashedVFoldersResponse.SerializeToString,
+            ),
+            'MoveFile': grpc.unary_unary_rpc_method_handler(
+                    servicer.MoveFile,
+                    request_deserializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.MoveFileRequest.FromString,
+                    response_serializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.MoveFileResponse.SerializeToString,
+            ),
+            'DeleteFiles': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteFiles,
+                    request_deserializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.DeleteFilesRequest.FromString,
+                    response_serializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.DeleteFilesResponse.SerializeToString,
+            ),
+            'InviteToVFolder': grpc.unary_unary_rpc_method_handler(
+                    servicer.InviteToVFolder,
+                    request_deserializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.InviteToVFolderRequest.FromString,
+                    response_serializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.InviteToVFolderResponse.SerializeToString,
+            ),
+            'ListInvitations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListInvitations,
+                    request_deserializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.ListInvitationsRequest.FromString,
+                    response_serializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.ListInvitationsResponse.SerializeToString,
+            ),
+            'AcceptInvitation': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcceptInvitation,
+                    request_deserializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.AcceptInvitationRequest.FromString,
+                    response_serializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.AcceptInvitationResponse.SerializeToString,
+            ),
+            'RejectInvitation': grpc.unary_unary_rpc_method_handler(
+                    servicer.RejectInvitation,
+                    request_deserializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.RejectInvitationRequest.FromString,
+                    response_serializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.RejectInvitationResponse.SerializeToString,
+            ),
+            'ShareVFolder': grpc.unary_unary_rpc_method_handler(
+                    servicer.ShareVFolder,
+                    request_deserializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.ShareVFolderRequest.FromString,
+                    response_serializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.ShareVFolderResponse.SerializeToString,
+            ),
+            'UnshareVFolder': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnshareVFolder,
+                    request_deserializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.UnshareVFolderRequest.FromString,
+                    response_serializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.UnshareVFolderResponse.SerializeToString,
+            ),
+            'ListVFolderShares': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVFolderShares,
+                    request_deserializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.ListVFolderSharesRequest.FromString,
+                    response_serializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.ListVFolderSharesResponse.SerializeToString,
+            ),
+            'LeaveVFolder': grpc.unary_unary_rpc_method_handler(
+                    servicer.LeaveVFolder,
+                    request_deserializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.LeaveVFolderRequest.FromString,
+                    response_serializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.LeaveVFolderResponse.SerializeToString,
+            ),
+            'SetVFolderQuota': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetVFolderQuota,
+                    request_deserializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.SetVFolderQuotaRequest.FromString,
+                    response_serializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.SetVFolderQuotaResponse.SerializeToString,
+            ),
+            'SetQuotaScope': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetQuotaScope,
+                    request_deserializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.SetQuotaScopeRequest.FromString,
+                    response_serializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.SetQuotaScopeResponse.SerializeToString,
+            ),
+            'GetQuotaScope': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetQuotaScope,
+                    request_deserializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.GetQuotaScopeRequest.FromString,
+                    response_serializer=bai_dot_manager_dot_v1_dot_vfolder__service__pb2.GetQuotaScopeResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'bai.manager.v1.VFolderService', rpc_method_handlers)
@@ -236,11 +598,22 @@ class VFolderService:
     proxy; the manager keeps the folder records and decides who may do what.
 
     Authentication: keypair signature metadata, exactly as for SessionService (see the comment
-    atop session_service.proto). Permissions: the owner (or a superadmin) may do everything.
+    atop session_service.proto).
+
+    Access model: a user folder belongs to its owner; a project folder belongs to a project and every
+    member may use it (only project admins, domain admins of its domain and superadmins create,
+    rename, delete or share it). Others reach a folder through a share (ShareVFolder, or an accepted
+    invitation), which grants its own permission; that permission is also the mount mode. Writes
+    (upload, mkdir, move, delete files) need rw or wd. DeleteVFolder moves a folder to the trash and
+    frees its name; RestoreVFolder brings it back (ALREADY_EXISTS when the name was taken meanwhile);
+    PurgeVFolder removes a trashed folder and its contents for good.
 
     Errors carry google.rpc.ErrorInfo (domain "bai.manager"): VFOLDER_NOT_FOUND (NOT_FOUND),
     VFOLDER_ALREADY_EXISTS (ALREADY_EXISTS), INVALID_VFOLDER_NAME / INVALID_VFOLDER_REQUEST
-    (INVALID_ARGUMENT), STORAGE_NOT_CONFIGURED (FAILED_PRECONDITION: the manager runs without
+    (INVALID_ARGUMENT), VFOLDER_PERMISSION_DENIED / VFOLDER_READ_ONLY (PERMISSION_DENIED),
+    QUOTA_EXCEEDED (RESOURCE_EXHAUSTED), VFOLDER_NOT_CLONEABLE / VFOLDER_NOT_SHARED
+    (FAILED_PRECONDITION), CROSS_VOLUME_CLONE (INVALID_ARGUMENT), INVITATION_NOT_FOUND,
+    USER_NOT_FOUND, PROJECT_NOT_FOUND, VOLUME_NOT_FOUND (NOT_FOUND), STORAGE_NOT_CONFIGURED (FAILED_PRECONDITION: the manager runs without
     `--storage`); errors of the storage proxy (bad path, file not found, quota) pass through
     with their status and reason.
     """
@@ -478,6 +851,519 @@ class VFolderService:
             '/bai.manager.v1.VFolderService/ListVolumes',
             bai_dot_manager_dot_v1_dot_vfolder__service__pb2.ListVolumesRequest.SerializeToString,
             bai_dot_manager_dot_v1_dot_vfolder__service__pb2.ListVolumesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenameVFolder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bai.manager.v1.VFolderService/RenameVFolder',
+            bai_dot_manager_dot_v1_dot_vfolder__service__pb2.RenameVFolderRequest.SerializeToString,
+            bai_dot_manager_dot_v1_dot_vfolder__service__pb2.RenameVFolderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateVFolderOptions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bai.manager.v1.VFolderService/UpdateVFolderOptions',
+            bai_dot_manager_dot_v1_dot_vfolder__service__pb2.UpdateVFolderOptionsRequest.SerializeToString,
+            bai_dot_manager_dot_v1_dot_vfolder__service__pb2.UpdateVFolderOptionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloneVFolder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bai.manager.v1.VFolderService/CloneVFolder',
+            bai_dot_manager_dot_v1_dot_vfolder__service__pb2.CloneVFolderRequest.SerializeToString,
+            bai_dot_manager_dot_v1_dot_vfolder__service__pb2.CloneVFolderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreVFolder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bai.manager.v1.VFolderService/RestoreVFolder',
+            bai_dot_manager_dot_v1_dot_vfolder__service__pb2.RestoreVFolderRequest.SerializeToString,
+            bai_dot_manager_dot_v1_dot_vfolder__service__pb2.RestoreVFolderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PurgeVFolder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bai.manager.v1.VFolderService/PurgeVFolder',
+            bai_dot_manager_dot_v1_dot_vfolder__service__pb2.PurgeVFolderRequest.SerializeToString,
+            bai_dot_manager_dot_v1_dot_vfolder__service__pb2.PurgeVFolderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTrashedVFolders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bai.manager.v1.VFolderService/ListTrashedVFolders',
+            bai_dot_manager_dot_v1_dot_vfolder__service__pb2.ListTrashedVFoldersRequest.SerializeToString,
+            bai_dot_manager_dot_v1_dot_vfolder__service__pb2.ListTrashedVFoldersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MoveFile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bai.manager.v1.VFolderService/MoveFile',
+            bai_dot_manager_dot_v1_dot_vfolder__service__pb2.MoveFileRequest.SerializeToString,
+            bai_dot_manager_dot_v1_dot_vfolder__service__pb2.MoveFileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteFiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bai.manager.v1.VFolderService/DeleteFiles',
+            bai_dot_manager_dot_v1_dot_vfolder__service__pb2.DeleteFilesRequest.SerializeToString,
+            bai_dot_manager_dot_v1_dot_vfolder__service__pb2.DeleteFilesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InviteToVFolder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bai.manager.v1.VFolderService/InviteToVFolder',
+            bai_dot_manager_dot_v1_dot_vfolder__service__pb2.InviteToVFolderRequest.SerializeToString,
+            bai_dot_manager_dot_v1_dot_vfolder__service__pb2.InviteToVFolderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListInvitations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bai.manager.v1.VFolderService/ListInvitations',
+            bai_dot_manager_dot_v1_dot_vfolder__service__pb2.ListInvitationsRequest.SerializeToString,
+            bai_dot_manager_dot_v1_dot_vfolder__service__pb2.ListInvitationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcceptInvitation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bai.manager.v1.VFolderService/AcceptInvitation',
+            bai_dot_manager_dot_v1_dot_vfolder__service__pb2.AcceptInvitationRequest.SerializeToString,
+            bai_dot_manager_dot_v1_dot_vfolder__service__pb2.AcceptInvitationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RejectInvitation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bai.manager.v1.VFolderService/RejectInvitation',
+            bai_dot_manager_dot_v1_dot_vfolder__service__pb2.RejectInvitationRequest.SerializeToString,
+            bai_dot_manager_dot_v1_dot_vfolder__service__pb2.RejectInvitationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ShareVFolder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bai.manager.v1.VFolderService/ShareVFolder',
+            bai_dot_manager_dot_v1_dot_vfolder__service__pb2.ShareVFolderRequest.SerializeToString,
+            bai_dot_manager_dot_v1_dot_vfolder__service__pb2.ShareVFolderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnshareVFolder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bai.manager.v1.VFolderService/UnshareVFolder',
+            bai_dot_manager_dot_v1_dot_vfolder__service__pb2.UnshareVFolderRequest.SerializeToString,
+            bai_dot_manager_dot_v1_dot_vfolder__service__pb2.UnshareVFolderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVFolderShares(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bai.manager.v1.VFolderService/ListVFolderShares',
+            bai_dot_manager_dot_v1_dot_vfolder__service__pb2.ListVFolderSharesRequest.SerializeToString,
+            bai_dot_manager_dot_v1_dot_vfolder__service__pb2.ListVFolderSharesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LeaveVFolder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bai.manager.v1.VFolderService/LeaveVFolder',
+            bai_dot_manager_dot_v1_dot_vfolder__service__pb2.LeaveVFolderRequest.SerializeToString,
+            bai_dot_manager_dot_v1_dot_vfolder__service__pb2.LeaveVFolderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetVFolderQuota(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bai.manager.v1.VFolderService/SetVFolderQuota',
+            bai_dot_manager_dot_v1_dot_vfolder__service__pb2.SetVFolderQuotaRequest.SerializeToString,
+            bai_dot_manager_dot_v1_dot_vfolder__service__pb2.SetVFolderQuotaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetQuotaScope(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bai.manager.v1.VFolderService/SetQuotaScope',
+            bai_dot_manager_dot_v1_dot_vfolder__service__pb2.SetQuotaScopeRequest.SerializeToString,
+            bai_dot_manager_dot_v1_dot_vfolder__service__pb2.SetQuotaScopeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetQuotaScope(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bai.manager.v1.VFolderService/GetQuotaScope',
+            bai_dot_manager_dot_v1_dot_vfolder__service__pb2.GetQuotaScopeRequest.SerializeToString,
+            bai_dot_manager_dot_v1_dot_vfolder__service__pb2.GetQuotaScopeResponse.FromString,
             options,
             channel_credentials,
             insecure,

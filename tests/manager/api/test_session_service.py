@@ -55,7 +55,8 @@ async def test_create_waits_until_running_and_records_history(
     kernel = session.kernels[0]
     assert kernel.agent_id == agent.agent_id and kernel.container_id.startswith("c")
     assert kernel.occupied_slots == {"cpu": "1", "mem": str(256 << 20)}
-    states = [h.state for h in session.status.history]
+    # a PENDING row per change of why it waits (scheduling history) may precede SCHEDULED
+    states = [h.state for h in session.status.history if h.reason != "InsufficientResources"]
     assert states == [
         State.STATE_PENDING,
         State.STATE_SCHEDULED,
@@ -94,7 +95,8 @@ async def test_bad_requests_are_invalid_argument(manager: Harness) -> None:
         ({"name": "bad name!"}, "INVALID_SESSION_NAME"),
         ({"session_type": "weird"}, "INVALID_SESSION_TYPE"),
         ({"session_type": "batch"}, "MISSING_STARTUP_COMMAND"),
-        ({"cluster_size": 2}, "UNSUPPORTED_CLUSTER_SIZE"),
+        ({"cluster_size": 17}, "UNSUPPORTED_CLUSTER_SIZE"),
+        ({"cluster_size": 2, "cluster_mode": "multi-node"}, "UNSUPPORTED_CLUSTER_MODE"),
         ({"resources": {"cpu": "0"}}, "INVALID_RESOURCE_SLOTS"),
         ({"resources": {"mem": "lots"}}, "INVALID_RESOURCE_SLOTS"),
         ({"resources": {"cpu": "-1"}}, "INVALID_RESOURCE_SLOTS"),

@@ -48,8 +48,9 @@ def test_validate_names_types_and_cluster_size() -> None:
     assert validate(CreateRequest(image="x", session_type="BATCH",
                                   startup_command="ls")).session_type is SessionType.BATCH
     for bad in (dict(name="abc"), dict(name="x" * 65), dict(name="no/slash"),
-                dict(session_type="batch"), dict(cluster_size=3), dict(image=" "),
-                dict(max_wait_seconds=-1), dict(request_id="r" * 200)):
+                dict(session_type="batch"), dict(cluster_size=17), dict(image=" "),
+                dict(max_wait_seconds=-1), dict(request_id="r" * 200), dict(priority=101),
+                dict(priority=-1), dict(dependencies=tuple(f"s{i}" for i in range(17)))):
         with pytest.raises(InvalidSessionRequest):
             validate(CreateRequest(**{"image": "x", **bad}))  # type: ignore[arg-type]
 
