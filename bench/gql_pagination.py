@@ -72,13 +72,8 @@ def _columns(conn: psycopg.Connection[Any], table: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-PROPOSED_INDEX = ("CREATE INDEX ix_sessions_state_created_at_id "
-                  "ON sessions (state, created_at DESC, id DESC)")
-"""Not in the migrations yet (see the closing note): lets both the count and the page of ids
-be index-only scans in list order."""
 
-
-def _clone(dsn: str, template: str, rows: int, *, proposed_index: bool) -> None:
+def _clone(dsn: str, template: str, rows: int) -> None:
     """``rows`` copies of session ``template`` and its kernel, in two statements."""
     with psycopg.connect(dsn, autocommit=False) as conn:
         cols = _columns(conn, "sessions")
@@ -94,8 +89,6 @@ def _clone(dsn: str, template: str, rows: int, *, proposed_index: bool) -> None:
             f"{', '.join(kexprs.get(c, f'k.{c}') for c in kcols)} "
             "FROM kernels k, sessions n WHERE k.session_id = %s AND n.name LIKE 'bulk-%%'",
             (template,))
-        if proposed_index:
-            conn.execute(PROPOSED_INDEX)
         conn.commit()
         conn.autocommit = True
         conn.execute("VACUUM ANALYZE")  # the steady state autovacuum would reach
@@ -140,8 +133,7 @@ async def _run(args: argparse.Namespace) -> None:
         await asyncio.wait_for(agent.registered.wait(), 30)
         template = await _create_session(gport, admin)
         t0 = time.perf_counter()
-        _clone(pg.dsn.rsplit("/", 1)[0] + "/" + name, template, args.rows,
-               proposed_index=args.proposed_index)
+        _clone(pg.dsn.rsplit("/", 1)[0] + "/" + name, template, args.rows)
         print(f"setup: {args.rows} sessions inserted in {time.perf_counter() - t0:.1f} s")
         signer = SignedAuth(admin.access_key, admin.secret_key)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gport}", auth=signer,
@@ -177,8 +169,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=150_000)
     parser.add_argument("-n", type=int, default=200, help="random pages to fetch")
-    parser.add_argument("--proposed-index", action="store_true",
-                        help="also create the index proposed for the migrations")
     asyncio.run(_run(parser.parse_args()))
 
 
