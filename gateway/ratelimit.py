@@ -109,6 +109,8 @@ class InProcessWindows:
                 if entry[1] == member:
                     entries.remove(entry)
                     break
+            if not entries:  # forged keys must not leave an empty window behind each
+                del self._windows[key]
 
     async def close(self) -> None:
         self._windows.clear()

@@ -54,9 +54,9 @@ from bai.manager.config import ManagerConfig
 from bai.manager.domain import (
     AgentRegistry,
     Authenticator,
-    FifoScheduler,
     ImageCatalog,
     RegistryConfig,
+    SessionScheduler,
     SessionsConfig,
     SessionService,
     Transitions,
@@ -148,7 +148,7 @@ async def run_manager(config: ManagerConfig) -> AsyncIterator[RunningManager]:
             grace = registry_config.effective_lost_timeout + 5
         resume = ResumeHandler(agents_repo, client, moves, start, exits, grace=grace)
         scheduling = SqlSchedulingRepository(db)
-        scheduler = FifoScheduler(sessions_repo, agents_repo, bus, scheduling)
+        scheduler = SessionScheduler(sessions_repo, agents_repo, bus, scheduling)
         engine = LifecycleEngine(sessions_repo, scheduler, start, resume, terminate, bus,
                                  inflight, EngineConfig(interval=config.scheduler_interval,
                                                         expiry_interval=config.expiry_interval),

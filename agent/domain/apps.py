@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import socket
 import time
 from dataclasses import dataclass
@@ -25,6 +24,12 @@ from pathlib import Path
 
 from bai.agent.domain.ports import KernelRunner
 from bai.common.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from bai.common.service_ports import (
+    LABEL_PROTOCOLS,
+    SERVICE_PORTS_LABEL,
+    ServicePort,
+    parse_service_ports,
+)
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -43,11 +48,7 @@ CONTAINER_DIR = "/run/bai"
 SSH_USER = "work"
 AUTHORIZED_KEYS = "sshd_authorized_keys"
 _POLL_S = 0.05
-SERVICE_PORTS_LABEL = "ai.backend.service-ports"
 SERVICE_DEFS_DIR = "/etc/backend.ai/service-defs"
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-# Backend.AI's protocols; vnc and rdp are raw TCP to the proxy, preopen has no managed process.
-_LABEL_PROTOCOLS = {"http": "http", "tcp": "tcp", "vnc": "tcp", "rdp": "tcp", "preopen": ""}
 _RESERVED_NAMES = {"runner"}  # runner.sock is the runner's own socket
 _RESERVED_PORTS = {2000, 2001, 2002, 2003, 2200, 7681}
 
@@ -116,52 +117,8 @@ APPS = {"jupyter": _jupyter, "sshd": _sshd, "ttyd": _ttyd}
 """The apps the agent can start, by name."""
 
 
-@dataclass(frozen=True, slots=True)
-class ServicePort:
-    """One entry of an image's ``ai.backend.service-ports`` label."""
-
-    name: str
-    protocol: str
-    """As declared: http, tcp, vnc, rdp or preopen."""
-    ports: tuple[int, ...]
-    """Container ports (the first is the one the app serves on)."""
-
-
-def parse_service_ports(label: str) -> list[ServicePort]:
-    """Parses ``name:protocol:port`` (or ``name:protocol:[p1,p2]``) entries, comma-separated.
-
-    Raises FailedPrecondition naming the first malformed entry (the image is at fault).
-    """
-    entries: list[ServicePort] = []
-    for raw in re.findall(r"[^,\[]+(?:\[[^\]]*\])?", label):
-        text = raw.strip().strip(",").strip()
-        if not text:
-            continue
-        parts = text.split(":", 2)
-        if len(parts) != 3:
-            raise _bad_label(text, "expected name:protocol:port")
-        name, protocol, port_text = (p.strip() for p in parts)
-        if not _NAME_RE.match(name):
-            raise _bad_label(text, "bad app name")
-        if protocol not in _LABEL_PROTOCOLS:
-            raise _bad_label(text, f"protocol must be one of {', '.join(sorted(_LABEL_PROTOCOLS))}")
-        try:
-            ports = tuple(int(p) for p in port_text.strip("[]").split(",") if p.strip())
-        except ValueError:
-            raise _bad_label(text, "ports must be integers") from None
-        if not ports or not all(1 <= p <= 65535 for p in ports):
-            raise _bad_label(text, "needs at least one port in 1-65535")
-        entries.append(ServicePort(name, protocol, ports))
-    return entries
-
-
-def _bad_label(entry: str, why: str) -> FailedPrecondition:
-    return FailedPrecondition(f"the image's {SERVICE_PORTS_LABEL} label entry {entry!r}: {why}",
-                              reason="BAD_SERVICE_PORTS_LABEL")
-
-
 def _custom(port: ServicePort, arguments: list[str]) -> AppLaunch:
-    protocol = _LABEL_PROTOCOLS[port.protocol]
+    protocol = LABEL_PROTOCOLS[port.protocol]
     if not protocol:
         raise FailedPrecondition(f"{port.name} is a preopen port: there is no app to start",
                                  reason="PREOPEN_PORT")

@@ -17,12 +17,12 @@ import contextlib
 import ipaddress
 import json
 import logging
-import re
 import socket
 from collections.abc import Mapping
 from typing import Any
 
 from bai.common import errors
+from bai.common.service_ports import SERVICE_PORTS_LABEL, parse_service_ports
 from bai.gateway.compat.stream import _deny
 from bai.gateway.deps import UpstreamDep
 from bai.gateway.errors import problem_for_exception
@@ -42,21 +42,22 @@ APPS: list[dict[str, Any]] = [
 ]
 """The built-in apps the agent can start (see agent/domain/apps.py), as Backend.AI lists
 service ports; an image adds its own in the ``ai.backend.service-ports`` label."""
-SERVICE_PORTS_LABEL = "ai.backend.service-ports"
 _METHOD = "bai.manager.v1.SessionService.StartService"
 _LIST_IMAGES = "bai.manager.v1.ImageService.ListImages"
 _CHUNK = 64 * 1024
-_ENTRY_RE = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*:\s*([a-z]+)\s*:\s*"
-                       r"(\d+|\[\s*\d+(?:\s*,\s*\d+)*\s*\])\s*(?:,|$)")
 
 
 def apps_of(labels: Mapping[str, str]) -> list[dict[str, Any]]:
-    """The built-in apps plus those the image's service-ports label declares (entries that do
-    not parse are left out here; starting such an app reports the label's fault)."""
+    """The built-in apps plus those the image's service-ports label declares (a malformed label
+    adds none here; starting one of its apps reports the label's fault)."""
     found = {a["name"]: a for a in APPS}
-    for name, protocol, ports in _ENTRY_RE.findall(labels.get(SERVICE_PORTS_LABEL, "")):
-        numbers = [int(p) for p in ports.strip("[]").split(",")]
-        found.setdefault(name, {"name": name, "protocol": protocol, "ports": numbers})
+    try:
+        declared = parse_service_ports(labels.get(SERVICE_PORTS_LABEL, ""))
+    except errors.FailedPrecondition:
+        declared = []
+    for port in declared:
+        found.setdefault(port.name, {"name": port.name, "protocol": port.protocol,
+                                     "ports": list(port.ports)})
     return list(found.values())
 
 
@@ -122,8 +123,10 @@ async def tcpproxy(websocket: WebSocket, ref: str, up: UpstreamDep) -> None:
             deadline=up.config.call_timeout + 60.0,
         )
         assert isinstance(reply, sessions_pb.StartServiceResponse)
-        if reply.protocol != "tcp":
-            raise _http_app(app_name, ref)
+        if reply.protocol != "tcp":  # a manager that predates raw_tcp
+            raise errors.FailedPrecondition(
+                f"the manager opened a {reply.protocol} circuit for {app_name}, not a TCP one",
+                reason="NOT_A_TCP_APP")
         if not _loopback(reply.host):
             raise errors.FailedPrecondition(f"the app frontend {reply.host} is not local")
         reader, writer = await asyncio.open_connection(reply.host, reply.port)
@@ -153,12 +156,6 @@ async def tcpproxy(websocket: WebSocket, ref: str, up: UpstreamDep) -> None:
             await writer.wait_closed()
         with contextlib.suppress(RuntimeError, WebSocketDisconnect):
             await websocket.close()
-
-
-def _http_app(app_name: str, ref: str) -> errors.BaiError:
-    return errors.FailedPrecondition(
-        f"{app_name} is an HTTP app: open the URL POST /session/{ref}/start-service returns "
-        "(it carries the access token)", reason="NOT_A_TCP_APP")
 
 
 async def _upstream(websocket: WebSocket, writer: asyncio.StreamWriter) -> None:

@@ -12,6 +12,7 @@ audit log with its caller, target and outcome, here, so that no use case can for
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import re
@@ -77,6 +78,7 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name.replace("VFolder", "Vfolder")).lower()
 
 
+@functools.lru_cache(maxsize=512)  # per call on every RPC; methods are a fixed set
 def audit_action(method: str) -> tuple[str, str] | None:
     """(action, target type) of an audited method, e.g. ("user.create", "user"); else None."""
     if method == LOGIN_METHOD:

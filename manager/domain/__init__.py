@@ -7,7 +7,7 @@ from bai.manager.domain.auth import Authenticator, SignedCall
 from bai.manager.domain.images import ImageCatalog
 from bai.manager.domain.registry import AgentRegistry, Registered, RegistryConfig
 from bai.manager.domain.requests import CreateRequest
-from bai.manager.domain.scheduler import FifoScheduler
+from bai.manager.domain.scheduling import SessionScheduler
 from bai.manager.domain.sessions import Created, SessionsConfig, SessionService
 from bai.manager.domain.transitions import Transitions
 
@@ -16,10 +16,10 @@ __all__ = [
     "Authenticator",
     "CreateRequest",
     "Created",
-    "FifoScheduler",
     "ImageCatalog",
     "Registered",
     "RegistryConfig",
+    "SessionScheduler",
     "SessionService",
     "SessionsConfig",
     "SignedCall",

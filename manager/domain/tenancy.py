@@ -8,14 +8,13 @@ constraints (the repository turns a violation into ``ALREADY_EXISTS``), not by a
 from __future__ import annotations
 
 import re
-import secrets
-import string
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
+from bai.common.auth import generate_keypair
 from bai.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from bai.manager.domain import rbac, slots
 from bai.manager.domain.admin import KeypairView, Page, UserView
@@ -117,13 +116,6 @@ class NewUser:
     password_hash: str | None
     project_ids: tuple[uuid.UUID, ...]
     created_at: datetime
-
-
-def generate_keypair() -> tuple[str, str]:
-    """Backend.AI's shape: ``AKIA`` + 16 base32 characters, and a 40-character secret."""
-    alphabet = string.ascii_uppercase + "234567"
-    access = "AKIA" + "".join(secrets.choice(alphabet) for _ in range(16))
-    return access, secrets.token_urlsafe(30)[:40]
 
 
 class TenancyRepository(Protocol):

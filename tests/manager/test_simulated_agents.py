@@ -19,7 +19,7 @@ from bai.manager.adapters.db import Database, SqlAgentRepository, SqlSessionRepo
 from bai.manager.adapters.db.tables import AgentRow, KernelRow
 from bai.manager.adapters.event_bus import InProcessEventBus
 from bai.manager.domain.model import AgentStatus
-from bai.manager.domain.scheduler import FifoScheduler
+from bai.manager.domain.scheduling import SessionScheduler
 from bai.manager.server import run_manager
 from bai.pb.manager.v1 import session_pb2
 from bai.pb.manager.v1 import session_service_pb2 as spb
@@ -46,7 +46,7 @@ async def _states(stub: object, ids: list[str]) -> list[int]:
 async def _racing_scheduler(db_url: str, stop: asyncio.Event) -> int:
     """A second scheduler (own engine and connections) on the same database."""
     db = Database(db_url)
-    scheduler = FifoScheduler(SqlSessionRepository(db), SqlAgentRepository(db),
+    scheduler = SessionScheduler(SqlSessionRepository(db), SqlAgentRepository(db),
                               InProcessEventBus(), chunk_size=4)
     placed = 0
     try:

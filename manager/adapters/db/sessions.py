@@ -442,7 +442,6 @@ class SqlSessionRepository:
 
     async def place(
         self, session_id: uuid.UUID, agent_id: str, request: Slots, at: datetime,
-        kernel_slots: Slots | None = None,
     ) -> PlaceOutcome:
         async with self._db.write() as s:
             row = await s.scalar(
@@ -470,7 +469,7 @@ class SqlSessionRepository:
             ):
                 kernel.agent_id = agent_id
                 kernel.state = S.SCHEDULED.value
-                kernel.occupied_slots = slots.to_strings(kernel_slots or request)
+                kernel.occupied_slots = slots.to_strings(request)
             s.add(StatusHistoryRow(session_id=session_id, state=S.SCHEDULED.value,
                                    reason="Scheduled", message=message, at=at))
         return PlaceOutcome.PLACED

@@ -28,7 +28,7 @@ from bai.manager.domain.lifecycle.terminate import TerminateHandler
 from bai.manager.domain.loops import stop_requested
 from bai.manager.domain.model import SessionRecord, SessionState
 from bai.manager.domain.ports import EventBus, SessionRepository, Subscription
-from bai.manager.domain.scheduler import FifoScheduler
+from bai.manager.domain.scheduling import SessionScheduler
 
 __all__ = ["EngineConfig", "LifecycleEngine"]
 
@@ -56,7 +56,7 @@ class LifecycleEngine:
     def __init__(
         self,
         sessions: SessionRepository,
-        scheduler: FifoScheduler,
+        scheduler: SessionScheduler,
         start: StartHandler,
         resume: ResumeHandler,
         terminate: TerminateHandler,

@@ -12,6 +12,7 @@ storage proxy on every write. Clones stay on the source's volume.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import posixpath
 import re
@@ -183,10 +184,9 @@ class VFolderService:
     async def _scope_usage(self, scope_type: ScopeType,
                            scope_id: uuid.UUID) -> tuple[int, int]:
         folders = await self._repo.list_of_scope(scope_type, scope_id)
-        used = 0
-        for folder in folders:
-            used += (await self._proxy().usage(folder.volume, folder.id))[0]
-        return used, len(folders)
+        usages = await asyncio.gather(  # each is a walk of the folder on fs volumes
+            *(self._proxy().usage(folder.volume, folder.id) for folder in folders))
+        return sum(used for used, _ in usages), len(folders)
 
     async def _check_scope_room(self, scope_type: ScopeType, scope_id: uuid.UUID,
                                 extra_bytes: int) -> None:

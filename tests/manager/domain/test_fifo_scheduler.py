@@ -20,7 +20,7 @@ from bai.manager.domain.model import (
     SessionType,
     utcnow,
 )
-from bai.manager.domain.scheduler import INSUFFICIENT, FifoScheduler
+from bai.manager.domain.scheduling import INSUFFICIENT, SessionScheduler
 from manager_harness import prepare_db
 
 S = SessionState
@@ -32,7 +32,7 @@ class World:
     db: Database
     sessions: SqlSessionRepository
     agents: SqlAgentRepository
-    scheduler: FifoScheduler
+    scheduler: SessionScheduler
     access_key: str
 
     async def agent(self, agent_id: str, cpu: str, mem: int = 8 * GIB,
@@ -68,7 +68,7 @@ async def _world(db_url: str, access_key: str | None = None) -> World:
         access_key = user.access_key
     db = Database(db_url)
     sessions, agents = SqlSessionRepository(db), SqlAgentRepository(db)
-    return World(db, sessions, agents, FifoScheduler(sessions, agents, InProcessEventBus()),
+    return World(db, sessions, agents, SessionScheduler(sessions, agents, InProcessEventBus()),
                  access_key)
 
 

@@ -65,7 +65,7 @@ from bai.manager.domain.model import (
     utcnow,
 )
 from bai.manager.domain.registry import AgentRegistry, RegistryConfig
-from bai.manager.domain.scheduler import FifoScheduler
+from bai.manager.domain.scheduling import SessionScheduler
 from bai.manager.domain.transitions import Transitions
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
@@ -112,7 +112,7 @@ class _World:
         terminate = TerminateHandler(srepo, arepo, self.client, moves,
                                      batched=BatchedMoves(srepo, bus))
         resume = ResumeHandler(arepo, self.client, moves, start, exits, grace=0.0)
-        engine = LifecycleEngine(srepo, FifoScheduler(srepo, arepo, bus), start, resume,
+        engine = LifecycleEngine(srepo, SessionScheduler(srepo, arepo, bus), start, resume,
                                  terminate, bus, inflight)
         registry = AgentRegistry(arepo, srepo, self.client, moves, exits, bus,
                                  RegistryConfig(reconcile_every=0))
