@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import importlib.metadata
 import logging
 import signal
@@ -14,6 +15,8 @@ from collections.abc import Sequence
 from contextlib import AsyncExitStack
 
 from bai.agent.config import AgentConfig, config_from_args, parse_argv
+from bai.agent.cuda import cuda_device_pool
+from bai.agent.domain.devices import DevicePool
 from bai.agent.domain.ports import ContainerRuntime, RunnerConnector
 from bai.agent.domain.service import AgentService
 from bai.agent.fleet import FleetConfig, SimulatedFleet
@@ -62,6 +65,14 @@ async def _cancel(task: asyncio.Task[None]) -> None:
         await task
 
 
+def _device_pools(config: AgentConfig) -> list[DevicePool]:
+    """Accelerator plugins of a Docker agent (a simulated one attaches no devices)."""
+    if config.runtime != "docker" or config.cuda == "off":
+        return []
+    pool = cuda_device_pool(config.cuda_shares_per_device)
+    return [pool] if pool.devices else []
+
+
 async def serve(config: AgentConfig, stop: asyncio.Event | None = None) -> None:
     """Runs the agent until ``stop`` is set (or SIGTERM/SIGINT). Kernels survive the shutdown."""
     stop = stop or asyncio.Event()
@@ -86,10 +97,15 @@ async def serve(config: AgentConfig, stop: asyncio.Event | None = None) -> None:
                 open_docker_runtime(runtime_config, config.docker_url)
             )
         config.kernel_root.mkdir(parents=True, exist_ok=True)
+        pools = _device_pools(config)
+        capacity = node_capacity(config.cpu, config.mem)
+        capacity = dataclasses.replace(capacity, accelerators={
+            key: value for pool in pools for key, value in pool.slots().items()})
         service = AgentService(
             agent_id=config.agent_id,
             kernel_root=config.kernel_root,
-            capacity=node_capacity(config.cpu, config.mem),
+            capacity=capacity,
+            device_pools=pools,
             runtime=runtime,
             connect_runner=connect,
             runner_ready_timeout_s=config.runner_ready_timeout_s,

@@ -70,6 +70,10 @@ class AgentConfig:
     """Grace given to in-flight calls on shutdown."""
     runtime: str = "docker"
     """Kernel runtime: "docker", or "simulated" (no containers; see bai.agent.runtime.simulated)."""
+    cuda: str = "auto"
+    """CUDA plugin: "auto" offers the GPUs NVML finds (none without a driver), "off" none."""
+    cuda_shares_per_device: Decimal = Decimal(1)
+    """Fractional-GPU shares (``cuda.shares``) one device counts for."""
 
 
 def _decimal(text: str) -> Decimal:
@@ -120,6 +124,12 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
     serve.add_argument(
         "--runtime", choices=RUNTIMES, default=default("runtime", AgentConfig.runtime)
     )
+    serve.add_argument("--cuda", choices=("auto", "off"), default=default("cuda", "auto"),
+                       help="offer the NVIDIA GPUs NVML discovers as cuda.device/cuda.shares "
+                            "slots (auto; none when there is no driver) or none (off)")
+    serve.add_argument("--cuda-shares-per-device", type=_decimal,
+                       default=default("cuda-shares-per-device", "1"), metavar="SHARES",
+                       help="fractional-GPU shares one device counts for (default 1)")
     serve.add_argument("--log-level", default=default("log-level", "INFO"))
     _add_simulate(commands, default)
     return parser
@@ -166,6 +176,8 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         runner_dir=Path(args.runner_dir).resolve(),
         docker_url=args.docker_url,
         runtime=args.runtime,
+        cuda=args.cuda,
+        cuda_shares_per_device=Decimal(args.cuda_shares_per_device),
     )
 
 

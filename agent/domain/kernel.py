@@ -7,6 +7,7 @@ import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,8 @@ class Kernel:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     network_kernel_id: str = ""
     """Cluster sessions: the kernel whose network namespace this one shares (destroyed first)."""
+    devices: dict[str, Decimal] = field(default_factory=dict)
+    """Accelerator devices backing its accelerator slots: device UUID → share."""
 
     def report(self) -> KernelReport:
         return KernelReport(

@@ -5,8 +5,10 @@ from __future__ import annotations
 import enum
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 
 from bai.common.errors import InvalidArgument
@@ -158,6 +160,8 @@ class ContainerSpec:
     """Join this container's network namespace; empty: an own, empty one (no network)."""
     cluster_hostnames: tuple[str, ...] = ()
     """/etc/hosts entries pointing at 127.0.0.1 (only with an own namespace)."""
+    devices: Mapping[str, Decimal] = field(default_factory=dict)
+    """Accelerator devices to attach: device UUID → share (see bai.agent.domain.devices)."""
 
 
 @dataclass(frozen=True)
@@ -173,6 +177,8 @@ class ContainerInfo:
     running: bool
     started_at: datetime | None
     exit_code: int | None = None
+    devices: Mapping[str, Decimal] = field(default_factory=dict)
+    """The accelerator devices it was given (from its label)."""
 
 
 @dataclass(frozen=True)

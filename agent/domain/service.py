@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 from bai.agent.domain import apps, batch
+from bai.agent.domain.devices import DevicePool
 from bai.agent.domain.kernel import Kernel
 from bai.agent.domain.model import (
     ContainerInfo,
@@ -62,9 +64,11 @@ class AgentService:
         runner_ready_timeout_s: float = 20.0,
         adopt_ready_timeout_s: float = 5.0,
         service_start_timeout_s: float = 60.0,
+        device_pools: Sequence[DevicePool] = (),
     ) -> None:
         self.agent_id = agent_id
         self.capacity = capacity
+        self._device_pools = tuple(device_pools)
         self._root = kernel_root
         self._runtime = runtime
         self._connect = connect_runner
@@ -93,6 +97,7 @@ class AgentService:
             raise AlreadyExists(f"kernel {request.kernel_id} exists", reason="KERNEL_EXISTS")
         slots = resolve_slots(request.slots)
         self.capacity.check_fits(self.occupied(), slots)
+        devices = self._assign_devices(slots)
         network_container = self._network_container(request)
         kernel = Kernel(
             kernel_id=request.kernel_id,
@@ -102,6 +107,7 @@ class AgentService:
             session_type=request.session_type,
             scratch_dir=kernel_dir(self._root, request.kernel_id),
             network_kernel_id=request.network_kernel_id,
+            devices=devices,
         )
         self._kernels[kernel.kernel_id] = kernel
         try:
@@ -256,6 +262,15 @@ class AgentService:
             raise NotFound(f"kernel {kernel_id} not found", reason="KERNEL_NOT_FOUND")
         return kernel
 
+    def _assign_devices(self, slots: dict[str, str]) -> dict[str, Decimal]:
+        """Physical devices for the kernel's accelerator slots, next to the live kernels'.
+        Kernels being created count too: they are in ``_kernels`` before their container is."""
+        taken = [k.devices for k in self._kernels.values()]
+        devices: dict[str, Decimal] = {}
+        for pool in self._device_pools:
+            devices.update(pool.assign(slots, taken))
+        return devices
+
     def _network_container(self, request: KernelRequest) -> str:
         """The container whose network namespace the new kernel joins ("" for its own)."""
         if not request.network_kernel_id:
@@ -288,6 +303,7 @@ class AgentService:
             mounts=request.mounts,
             network_container_id=network_container,
             cluster_hostnames=request.cluster_hostnames,
+            devices=kernel.devices,
         )
         info = await self._runtime.create(spec)
         kernel.container_id, kernel.start_time = info.container_id, info.started_at
@@ -357,6 +373,7 @@ class AgentService:
             scratch_dir=kernel_dir(self._root, info.kernel_id),
             container_id=info.container_id,
             start_time=info.started_at,
+            devices=dict(info.devices),
         )
         try:
             if not info.running:

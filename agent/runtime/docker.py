@@ -26,6 +26,11 @@ from typing import Any
 import aiodocker
 import aiohttp
 from aiodocker.exceptions import DockerError
+from bai.agent.domain.devices import (
+    assignment_from_label,
+    assignment_to_label,
+    visible_devices_environ,
+)
 from bai.agent.domain.model import (
     ContainerExit,
     ContainerInfo,
@@ -46,6 +51,8 @@ LABEL_KERNEL_ID = "ai.bai.kernel-id"
 LABEL_SESSION_ID = "ai.bai.session-id"
 LABEL_SLOTS = "ai.bai.slots"
 LABEL_SESSION_TYPE = "ai.bai.session-type"
+LABEL_DEVICES = "ai.bai.devices"
+"""Accelerator devices given to the kernel (``uuid=share,…``), read back on re-adoption."""
 RUNNER_MOUNT = "/opt/bai-runner"
 SCRATCH_MOUNT = "/run/bai"
 RUNNER_CMD = ["python3", f"{RUNNER_MOUNT}/runner.py", "--socket", f"{SCRATCH_MOUNT}/runner.sock"]
@@ -267,6 +274,7 @@ class DockerKernelRuntime:
             "BACKENDAI_CLUSTER_ROLE": spec.cluster_role,
             "BACKENDAI_CLUSTER_IDX": str(spec.cluster_idx),
             "BACKENDAI_CLUSTER_HOST": f"{spec.cluster_role}{spec.cluster_idx}",
+            **visible_devices_environ(spec.devices),
         }
         # Docker refuses more CPUs than the host has, whatever capacity the agent announces.
         cpus = min(Decimal(spec.cpu), Decimal(os.cpu_count() or 1))
@@ -282,6 +290,7 @@ class DockerKernelRuntime:
                 LABEL_SESSION_ID: spec.session_id,
                 LABEL_SLOTS: json.dumps(spec.slots, sort_keys=True),
                 LABEL_SESSION_TYPE: spec.session_type.value,
+                **({LABEL_DEVICES: assignment_to_label(spec.devices)} if spec.devices else {}),
             },
             "Tty": False,
             "OpenStdin": False,
@@ -293,6 +302,7 @@ class DockerKernelRuntime:
                 "PidsLimit": self._config.pids_limit,
                 "SecurityOpt": ["no-new-privileges"],
                 "CapDrop": ["ALL"],
+                **_device_requests(spec),
                 "Binds": [
                     f"{self._config.runner_dir}:{RUNNER_MOUNT}:ro",
                     f"{spec.scratch_dir}:{SCRATCH_MOUNT}:rw",
@@ -334,7 +344,19 @@ class DockerKernelRuntime:
             running=bool(state.get("Running")),
             started_at=_parse_time(state.get("StartedAt")),
             exit_code=None if state.get("Running") else int(state.get("ExitCode", -1)),
+            devices=assignment_from_label(labels.get(LABEL_DEVICES, "")),
         )
+
+
+def _device_requests(spec: ContainerSpec) -> dict[str, Any]:
+    """Docker's request for the NVIDIA container toolkit to attach these GPUs (by UUID)."""
+    if not spec.devices:
+        return {}
+    return {"DeviceRequests": [{
+        "Driver": "nvidia",
+        "DeviceIDs": sorted(spec.devices),
+        "Capabilities": [["gpu", "compute", "utility"]],
+    }]}
 
 
 async def _demultiplex(response: aiohttp.ClientResponse) -> AsyncIterator[LogChunk]:
