@@ -228,6 +228,12 @@ class SqlVFolderRepository:
                 VFolderShareRow.vfolder_id == folder_id, VFolderShareRow.user_id == user_id))
             return Permission(value) if value else None
 
+    async def shared_with(self, user_id: uuid.UUID) -> dict[uuid.UUID, Permission]:
+        async with self._db.read() as tx:
+            rows = (await tx.execute(select(VFolderShareRow.vfolder_id, VFolderShareRow.permission)
+                                     .where(VFolderShareRow.user_id == user_id))).all()
+            return {r[0]: Permission(r[1]) for r in rows}
+
     async def put_shares(self, folder_id: uuid.UUID, user_ids: list[uuid.UUID],
                          permission: Permission, at: datetime) -> None:
         async with self._db.write() as tx:

@@ -258,6 +258,10 @@ class VFolderRepository(Protocol):
     async def share_permission(self, folder_id: uuid.UUID,
                                user_id: uuid.UUID) -> Permission | None: ...
 
+    async def shared_with(self, user_id: uuid.UUID) -> dict[uuid.UUID, Permission]:
+        """Folder id -> the permission of its share with the user (one read for a listing)."""
+        ...
+
     async def put_shares(self, folder_id: uuid.UUID, user_ids: list[uuid.UUID],
                          permission: Permission, at: datetime) -> None: ...
 

@@ -127,11 +127,16 @@ class VFolderService:
         return chosen
 
     async def _with_access(self, who: Principal, record: VFolderRecord,
-                           memberships: dict[uuid.UUID, str]) -> VFolderRecord | None:
+                           memberships: dict[uuid.UUID, str],
+                           shares: dict[uuid.UUID, Permission] | None = None,
+                           ) -> VFolderRecord | None:
+        """``record`` with the caller's access filled in (None: no access). ``shares``, when
+        given, holds every share with the caller (listings read them once, not per folder)."""
         role = memberships.get(record.owner_project_id) if record.owner_project_id else None
         share = None
         if record.owner_user_id != who.user_id:
-            share = await self._repo.share_permission(record.id, who.user_id)
+            share = (shares.get(record.id) if shares is not None
+                     else await self._repo.share_permission(record.id, who.user_id))
         permission = access.access_permission(who, record, member_role=role, share=share)
         if permission is None:
             return None
@@ -140,6 +145,11 @@ class VFolderService:
 
     async def _find(self, who: Principal, ref: str, status: VFolderStatus) -> VFolderRecord:
         """A folder the caller may access, by id (dashed or hex) or name."""
+        return (await self._locate(who, ref, status))[0]
+
+    async def _locate(self, who: Principal, ref: str,
+                      status: VFolderStatus) -> tuple[VFolderRecord, dict[uuid.UUID, str]]:
+        """:meth:`_find`, plus the caller's project memberships it read on the way."""
         ref = ref.strip()
         memberships = await self._repo.memberships(who.user_id)
         folder_id = _as_uuid(ref)
@@ -153,7 +163,7 @@ class VFolderService:
         for candidate in candidates:
             record = await self._with_access(who, candidate, memberships)
             if record is not None:
-                return record
+                return record, memberships
         where = " in the trash" if status is VFolderStatus.TRASHED else ""
         raise VFolderNotFound(f"vfolder {ref!r} does not exist{where}")
 
@@ -163,10 +173,8 @@ class VFolderService:
 
     async def managed(self, who: Principal, ref: str,
                       status: VFolderStatus = VFolderStatus.READY) -> VFolderRecord:
-        record = await self._find(who, ref, status)
-        role = None
-        if record.owner_project_id is not None:
-            role = (await self._repo.memberships(who.user_id)).get(record.owner_project_id)
+        record, memberships = await self._locate(who, ref, status)
+        role = memberships.get(record.owner_project_id) if record.owner_project_id else None
         if not access.can_manage(who, record, member_role=role):
             raise NotAllowed(f"only the owner of vfolder {record.name!r} (or an admin of its "
                              "project) may do that", reason="VFOLDER_PERMISSION_DENIED")
@@ -335,6 +343,7 @@ class VFolderService:
         mountable = await self._mountable()
         memberships = await self._repo.memberships(who.user_id)
         records = await self._repo.list_for(who.user_id, list(memberships), status)
+        shares = await self._repo.shared_with(who.user_id)
         only = _as_uuid(project_id) if project_id.strip() else None
         if project_id.strip() and only is None:
             raise InvalidVFolderRequest(f"project id {project_id!r} is not a UUID")
@@ -342,7 +351,7 @@ class VFolderService:
         for record in records:
             if only is not None and record.owner_project_id != only:
                 continue
-            seen = await self._with_access(who, record, memberships)
+            seen = await self._with_access(who, record, memberships, shares)
             if seen is not None:
                 listed.append(replace(seen, mountable=mountable.get(record.volume, False)))
         return listed
