@@ -27,7 +27,7 @@ from bai.manager.adapters.event_bus import InProcessEventBus, LocalSubscription
 from bai.manager.domain.events import AgentChanged, CredentialsChanged, Event, SessionChanged
 from bai.manager.domain.model import AgentStatus, SessionState
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 __all__ = ["DEFAULT_STREAM", "RedisEventBus", "decode_event", "encode_event"]
 
@@ -106,8 +106,10 @@ class RedisEventBus:
     async def start(self) -> None:
         """Pins the read position to the stream's current end, then starts the reader."""
         # An explicit id, not "$": "$" would be re-evaluated after a reconnect and skip entries.
-        info = await self._redis.xinfo_stream(self._stream) if await self._redis.exists(
-            self._stream) else None
+        try:
+            info = await self._redis.xinfo_stream(self._stream)
+        except ResponseError:  # no such key: nothing was ever published on this stream
+            info = None
         self._last_id = info["last-generated-id"] if info else "0-0"
         self._reader = asyncio.create_task(self._follow(), name="redis-event-bus")
         log.info("event bus on Redis stream %s from %s (replica %s)", self._stream,
