@@ -179,6 +179,8 @@ class ContainerInfo:
     exit_code: int | None = None
     devices: Mapping[str, Decimal] = field(default_factory=dict)
     """The accelerator devices it was given (from its label)."""
+    network_container_id: str = ""
+    """The container whose network namespace it joined ("" for its own)."""
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,7 @@ class AgentService:
         """Re-adopts this agent's running kernels; removes its dead ones."""
         containers = await self._runtime.list_managed(self.agent_id)
         await asyncio.gather(*(self._adopt(info) for info in containers))
+        self._relink_networks(containers)
 
     async def close(self) -> None:
         """Stops watching kernels (they keep running)."""
@@ -388,6 +389,19 @@ class AgentService:
         if kernel.session_type is SessionType.BATCH:
             kernel.spawn(self._await_batch(kernel), "batch")
         log.info("kernel %s: re-adopted (container %s)", kernel.kernel_id, info.container_id[:12])
+
+    def _relink_networks(self, containers: list[ContainerInfo]) -> None:
+        """Re-adopted cluster kernels learn again whose network namespace they share, so a
+        batched destroy still removes the namespace owner last."""
+        by_container = {k.container_id: k.kernel_id for k in self._kernels.values()}
+        for info in containers:
+            kernel = self._kernels.get(info.kernel_id)
+            if kernel is None or not info.network_container_id:
+                continue
+            owner = by_container.get(info.network_container_id) or next(
+                (kid for cid, kid in by_container.items()
+                 if cid.startswith(info.network_container_id)), "")
+            kernel.network_kernel_id = owner
 
     async def _watch(self, kernel: Kernel) -> None:
         """Learns when the container dies on its own and reports it."""

@@ -345,7 +345,14 @@ class DockerKernelRuntime:
             started_at=_parse_time(state.get("StartedAt")),
             exit_code=None if state.get("Running") else int(state.get("ExitCode", -1)),
             devices=assignment_from_label(labels.get(LABEL_DEVICES, "")),
+            network_container_id=_joined_container(details),
         )
+
+
+def _joined_container(details: dict[str, Any]) -> str:
+    """The container whose network namespace this one joined ("" for its own)."""
+    mode = str((details.get("HostConfig") or {}).get("NetworkMode") or "")
+    return mode.removeprefix("container:") if mode.startswith("container:") else ""
 
 
 def _device_requests(spec: ContainerSpec) -> dict[str, Any]:

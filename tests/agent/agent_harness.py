@@ -68,7 +68,7 @@ class Agent:
             image=fields.pop("image", IMAGE),
             slots=fields.pop("slots", {"cpu": "1", "mem": mem}),
             session_type=fields.pop("session_type", "interactive"),
-            cluster_role="main",
+            cluster_role=fields.pop("cluster_role", "main"),
             **fields,
         )
         response: pb.CreateKernelResponse = await self.stub.CreateKernel(

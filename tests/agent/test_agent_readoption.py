@@ -80,3 +80,32 @@ async def test_kernel_that_cannot_start_leaves_nothing(
     finally:
         await broken.stop()
         await remove_agent_containers(docker, agent_id)
+
+
+async def test_readopted_cluster_kernels_remember_whose_network_they_share(
+    kernel_root: Path, docker: aiodocker.Docker
+) -> None:
+    agent_id = "i-test-" + uuid.uuid4().hex[:8]
+    first = await start_agent(agent_id, kernel_root, docker)
+    try:
+        main = (await first.create(cluster_role="main", cluster_idx=1,
+                                   cluster_hostnames=["main1", "sub1"])).kernel.kernel_id
+        sub = (await first.create(cluster_role="sub", cluster_idx=1,
+                                  network_kernel_id=main)).kernel.kernel_id
+        await first.stop()
+
+        second = await start_agent(agent_id, kernel_root, docker)
+        try:
+            kernels = {k.kernel_id: k for k in second.service._kernels.values()}
+            assert kernels[sub].network_kernel_id == main
+            assert kernels[main].network_kernel_id == ""
+            # Both in one batch: the member goes first, the namespace owner last, both cleanly.
+            results = await second.service.destroy_kernels([(main, "done"), (sub, "done")])
+            assert [(kid, err) for kid, _, err in results] == [(main, ""), (sub, "")]
+            assert await containers_of(docker, kernel_id=main) == []
+            assert await containers_of(docker, kernel_id=sub) == []
+        finally:
+            await second.stop()
+    finally:
+        await first.stop()
+        await remove_agent_containers(docker, agent_id)
