@@ -13,6 +13,7 @@ COMPONENTS = {
     "bai.client": "clients/python",
     "bai.appproxy": "appproxy",
     "bai.storage": "storage",
+    "bai.webserver": "webserver",
 }
 
 

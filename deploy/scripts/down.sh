@@ -2,7 +2,7 @@
 # `make down`: stops what `make up` started (kernel containers included); keeps .bai/ data.
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
-for name in gateway agent manager envoy appproxy storage; do
+for name in webserver gateway agent manager envoy appproxy storage; do
   pidfile="$STATE/run/$name.pid"
   [ -f "$pidfile" ] || continue
   pid=$(cat "$pidfile")
