@@ -90,7 +90,7 @@ export PATH="$CLIENT_VENV/bin:$VENV/bin:\$PATH"
 export PYTHONWARNINGS="ignore::UserWarning"
 ENV
 
-"$VENV/bin/python" "$ROOT/deploy/scripts/wait_ready.py" --gateway "$GATEWAY_ADDR" --manager "$MANAGER_ADDR" --timeout 60 \
+"$VENV/bin/python" "$ROOT/deploy/scripts/wait_ready.py" --gateway "$GATEWAY_ADDR" --manager "$MANAGER_ADDR" --webserver "$WEBSERVER_ADDR" --timeout 60 \
   || die "the cluster did not become ready; see .bai/logs/"
 say "cluster is up: gateway http://$GATEWAY_ADDR, webserver http://$WEBSERVER_ADDR, manager $MANAGER_ADDR, agent $AGENT_ADDR, app proxy $APPPROXY_ADDR, storage $STORAGE_ADDR (transfers http://$TRANSFER_ADDR)"
 say "try:  source .bai/env && backend.ai run --rm -c 'print(1)' python"

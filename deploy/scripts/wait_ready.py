@@ -1,4 +1,5 @@
-"""Waits until the gateway answers the version probe and the manager reports SERVING."""
+"""Waits until the gateway (and the webserver, when given) answer the version probe and the
+manager reports SERVING."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 
-async def _ready(gateway: str, manager: str) -> bool:
+async def _ready(gateway: str, manager: str, webserver: str) -> bool:
+    probes = [f"http://{gateway}/"] + ([f"http://{webserver}/func/"] if webserver else [])
     try:
         async with httpx.AsyncClient(timeout=2) as client:
-            if (await client.get(f"http://{gateway}/")).status_code != 200:
-                return False
+            for url in probes:
+                if (await client.get(url)).status_code != 200:
+                    return False
         async with grpc.aio.insecure_channel(manager) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=2)
@@ -29,11 +32,12 @@ async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--gateway", required=True)
     parser.add_argument("--manager", required=True)
+    parser.add_argument("--webserver", default="", help="host:port of the webserver, if started")
     parser.add_argument("--timeout", type=float, default=60)
     args = parser.parse_args()
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:
-        if await _ready(args.gateway, args.manager):
+        if await _ready(args.gateway, args.manager, args.webserver):
             return 0
         await asyncio.sleep(0.3)
     print("timed out waiting for the cluster", file=sys.stderr)
