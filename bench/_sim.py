@@ -9,13 +9,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
 
 from postgres import PostgresServer, free_port, start_postgres
+from redis_server import start_redis
 
 PY = sys.executable
 TOKEN = "bench-token"
@@ -29,10 +30,12 @@ class Stack:
     manager: str
     access_key: str
     secret_key: str
+    redis_url: str = ""
+    """The manager's event bus (empty: in-process)."""
 
     @property
     def pg_dsn(self) -> str:
-        return self.pg.dsn
+        return str(self.pg.dsn)
 
 
 @contextmanager
@@ -52,10 +55,14 @@ def proc(argv: list[str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
 
 
 @contextmanager
-def stack(log_dir: Path, *manager_args: str) -> Iterator[Stack]:
-    """PostgreSQL plus a bootstrapped manager process."""
+def stack(log_dir: Path, *manager_args: str, redis: bool = False) -> Iterator[Stack]:
+    """PostgreSQL plus a bootstrapped manager process (with ``redis``: and a Redis event bus)."""
     pg = start_postgres()
+    extras = ExitStack()
     try:
+        redis_url = extras.enter_context(start_redis()).url if redis else ""
+        if redis_url:
+            manager_args = (*manager_args, "--redis-url", redis_url)
         db_url = pg.url_for("postgres")
         ak, sk = "AKIA" + secrets.token_hex(8).upper(), secrets.token_hex(20)
         subprocess.run([PY, "-m", "bai.manager", "bootstrap", "--db-url", db_url,
@@ -65,7 +72,7 @@ def stack(log_dir: Path, *manager_args: str) -> Iterator[Stack]:
         argv = [PY, "-m", "bai.manager", "serve", "--listen", f"127.0.0.1:{port}",
                 "--db-url", db_url, "--service-token", TOKEN, *manager_args]
         with proc(argv, log_dir / "manager.log"):
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 60
             import socket
             while True:
                 try:
@@ -75,6 +82,7 @@ def stack(log_dir: Path, *manager_args: str) -> Iterator[Stack]:
                     if time.monotonic() > deadline:
                         raise RuntimeError("the manager did not start") from None
                     time.sleep(0.1)
-            yield Stack(pg, db_url, f"127.0.0.1:{port}", ak, sk)
+            yield Stack(pg, db_url, f"127.0.0.1:{port}", ak, sk, redis_url)
     finally:
+        extras.close()
         pg.stop()

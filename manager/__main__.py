@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bai.manager.adapters.db import Database, bootstrap_admin, run_migrations
 from bai.manager.config import DEFAULT_DB_URL, DEFAULT_LISTEN, ManagerConfig
+from bai.manager.registry_worker import serve_registry_worker
 from bai.manager.server import serve
 
 __all__ = ["main"]
@@ -57,7 +58,21 @@ def _parser() -> argparse.ArgumentParser:
     _add(serve_cmd, "storage", "host:port of the storage proxy (enables vfolders)", "")
     _add(serve_cmd, "redis-url", "Redis URL of the shared event bus (needed for several "
          "manager replicas; in-process without it)", "")
+    _add(serve_cmd, "agent-listen", "host:port of a separate agent-registry process (started "
+         "here) serving the agents' heartbeat streams on its own core; needs PostgreSQL and "
+         "--redis-url; empty: this process serves them", "")
     _add(serve_cmd, "log-level", "logging level", "INFO")
+
+    agents_cmd = commands.add_parser("serve-agents", help="run only the agent registry (heartbeat "
+                                     "streams, LOST detection); `serve --agent-listen` starts it")
+    _add(agents_cmd, "listen", "host:port to listen on", DEFAULT_LISTEN)
+    _add(agents_cmd, "db-url", "async SQLAlchemy database URL (PostgreSQL)", DEFAULT_DB_URL)
+    _add(agents_cmd, "service-token", "internal service token (required)")
+    _add(agents_cmd, "heartbeat-interval-ms", "agent heartbeat interval", "3000", type=int)
+    _add(agents_cmd, "lost-timeout", "seconds of agent silence before LOST "
+         "(default 3 intervals + 5 s)", None, type=float)
+    _add(agents_cmd, "redis-url", "Redis URL of the event bus shared with the manager", "")
+    _add(agents_cmd, "log-level", "logging level", "INFO")
 
     boot = commands.add_parser("bootstrap", help="create the default domain, project and "
                                "superadmin admin@localhost with the given keypair (idempotent)")
@@ -110,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if not args.service_token:
         parser.error("serve needs --service-token (or BAI_MANAGER_SERVICE_TOKEN)")
+    if args.command == "serve-agents":
+        return _serve_agents(args)
     config = ManagerConfig(
         service_token=args.service_token,
         listen=args.listen,
@@ -121,11 +138,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         appproxy_frontend=str(args.appproxy_frontend),
         storage_addr=str(args.storage or ""),
         redis_url=str(args.redis_url or ""),
+        agent_listen=str(args.agent_listen or ""),
     )
     try:
         asyncio.run(serve(config))
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         log.error("manager failed to start: %s", exc)
+        return 1
+    return 0
+
+
+def _serve_agents(args: argparse.Namespace) -> int:
+    config = ManagerConfig(
+        service_token=args.service_token,
+        listen=args.listen,
+        db_url=args.db_url,
+        heartbeat_interval_ms=int(args.heartbeat_interval_ms),
+        lost_timeout=float(args.lost_timeout) if args.lost_timeout is not None else None,
+        redis_url=str(args.redis_url or ""),
+    )
+    try:
+        asyncio.run(serve_registry_worker(config))
+    except (OSError, ValueError) as exc:
+        log.error("agent registry failed to start: %s", exc)
         return 1
     return 0
 

@@ -49,6 +49,10 @@ class ManagerConfig:
     """Seconds in-flight calls get to finish on shutdown."""
     storage_addr: str = ""
     """host:port of the storage proxy's StorageService; empty disables vfolders."""
+    agent_listen: str = ""
+    """host:port of a separate agent-registry process (``serve-agents``, started by ``serve``)
+    serving the agents' Heartbeat streams on its own core; empty: this process serves them
+    alone. Needs PostgreSQL and ``redis_url`` (see bai.manager.registry_worker)."""
     redis_url: str = ""
     """Redis URL (redis://HOST:PORT/DB) of the event bus shared by manager replicas (a Redis
     Stream); empty keeps the in-process bus (one manager only)."""

@@ -6,8 +6,10 @@ stream: at thousands of agents the per-message task switches were most of the co
 stream of the same agent id supersedes the older one: the older handler ends its stream (status
 OK) at its next message. (Cancelling the older handler's task instead would leave that stream
 open: grpc.aio sends no status for a cancelled handler.)
-Heartbeat acks reuse one message per stream (``write`` serializes it before returning), and a
-heartbeat's kernel list is only converted when the registry will reconcile it.
+Heartbeat acks reuse one message per stream (``write`` serializes it before returning), a
+heartbeat's kernel list is only converted when the registry will reconcile it, and handling a
+heartbeat awaits nothing but the ack's write. Kernels the registry's batched reconciliation
+wants destroyed go out as a directive right after the agent's next ack.
 """
 
 from __future__ import annotations
@@ -80,13 +82,15 @@ class AgentRegistryServicer(pb_grpc.AgentRegistryServiceServicer):
         kind = message.WhichOneof("message")
         if kind == "heartbeat":
             beat = message.heartbeat
-            kernels = (kernel_reports(beat.kernels)
-                       if self._registry.wants_kernels(beat.sequence) else None)
-            destroy = await self._registry.heartbeat(agent_id, beat.sequence, kernels)
-            ack.heartbeat_ack.sequence = beat.sequence
+            sequence = beat.sequence
+            registry = self._registry
+            registry.heartbeat(agent_id, sequence, kernel_reports(beat.kernels)
+                               if registry.wants_kernels(sequence) else None)
+            ack.heartbeat_ack.sequence = sequence
             await context.write(ack)
+            destroy = registry.take_directives(agent_id)
             if destroy:
-                await context.write(_destroy(destroy))
+                await context.write(_destroy(tuple(destroy)))
         elif kind == "event":
             event = kernel_event(message.event)
             if event is not None:

@@ -7,11 +7,13 @@ Registration is a complete snapshot of the agent's kernels, so it also reconcile
 Sessions on a LOST agent are left as they are (the agent may come back); the scheduler only
 places onto ALIVE agents.
 
-Liveness writes are coalesced: a heartbeat (or kernel event) only records its time in memory;
-:meth:`AgentRegistry.flush` writes the latest time of every agent heard from in one batch, every
-``flush_interval`` seconds and always right before the LOST check, so the check never sees a
-time older than the last message. A LOST agent that speaks again is revived (LOST → ALIVE) by
-that flush, at most ``flush_interval`` after its message.
+The heartbeat path awaits nothing: a heartbeat (or kernel event) only records its time in memory
+(:class:`~bai.manager.domain.liveness.LatestTimes`); :meth:`AgentRegistry.flush` writes the latest
+time of every agent heard from in one batch, every ``flush_interval`` seconds and always right
+before the LOST check, so the check never sees a time older than the last message. A LOST agent
+that speaks again is revived (LOST → ALIVE) by that flush, at most ``flush_interval`` after its
+message. The kernel lists of every ``reconcile_every``-th heartbeat are reconciled by that flush
+too, all agents' lists with one query; kernels to destroy reach the agent with its next ack.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -27,6 +29,7 @@ from bai.common.errors import BaiError
 from bai.manager.domain.errors import IllegalTransition
 from bai.manager.domain.events import AgentChanged
 from bai.manager.domain.lifecycle.kernel_exit import KernelExitHandler
+from bai.manager.domain.liveness import LatestTimes, LiveKernel, LivenessRepository, by_agent
 from bai.manager.domain.loops import stop_requested
 from bai.manager.domain.model import (
     AgentRegistration,
@@ -37,7 +40,7 @@ from bai.manager.domain.model import (
     SessionState,
     utcnow,
 )
-from bai.manager.domain.ports import AgentClient, AgentRepository, EventBus, SessionRepository
+from bai.manager.domain.ports import AgentClient, EventBus, SessionRepository
 from bai.manager.domain.transitions import Transitions
 
 __all__ = ["AgentRegistry", "Registered", "RegistryConfig"]
@@ -77,7 +80,7 @@ class Registered:
 class AgentRegistry:
     def __init__(
         self,
-        agents: AgentRepository,
+        agents: LivenessRepository,
         sessions: SessionRepository,
         client: AgentClient,
         moves: Transitions,
@@ -93,8 +96,12 @@ class AgentRegistry:
         self._bus = bus
         self.config = config
         self._tasks: set[asyncio.Task[None]] = set()
-        self._seen: dict[str, datetime] = {}
+        self._seen: LatestTimes[str] = LatestTimes()
         """Agents heard from since the last flush, with the time of their latest message."""
+        self._snapshots: dict[str, tuple[datetime, Sequence[KernelReport]]] = {}
+        """Heartbeat kernel lists due for reconciliation at the next flush (latest per agent)."""
+        self._directives: dict[str, list[str]] = {}
+        """Kernels each agent should destroy, handed to its stream with its next ack."""
         self._lost: set[str] = set()
         """Agents this process marked (or found) LOST."""
         self.heartbeats = 0
@@ -109,32 +116,47 @@ class AgentRegistry:
         received = utcnow()
         agent = await self._agents.register(reg, received)
         self._lost.discard(agent.id)
-        self._seen.pop(agent.id, None)
+        self._seen.discard(agent.id)
+        self._snapshots.pop(agent.id, None)  # this registration's snapshot is newer
+        self._directives.pop(agent.id, None)  # and decides afresh what to destroy
         log.info("agent %s registered at %s (%s, group %s, %d kernels, %d images)",
                  agent.id, agent.address, ", ".join(f"{k}={v}" for k, v in
                                                     sorted(agent.capacity.items())),
                  agent.resource_group, len(reg.kernels), len(reg.images))
-        destroy = await self._reconcile(reg.agent_id, reg.kernels, received)
+        destroy = await self._reconcile({reg.agent_id: (received, reg.kernels)})
         await self._bus.publish(AgentChanged(agent.id, AgentStatus.ALIVE))
-        return Registered(agent.id, self.config.heartbeat_interval_ms, tuple(destroy))
+        return Registered(agent.id, self.config.heartbeat_interval_ms,
+                          tuple(destroy.get(agent.id, ())))
 
     async def _reconcile(
-        self, agent_id: str, kernels: Sequence[KernelReport], received: datetime
+        self, snapshots: Mapping[str, tuple[datetime, Sequence[KernelReport]]]
+    ) -> dict[str, list[str]]:
+        """Compares complete kernel snapshots of agents with the database (one query for all of
+        them); returns the kernels each agent should destroy."""
+        live = by_agent(await self._agents.live_kernels(list(snapshots)))
+        destroy: dict[str, list[str]] = {}
+        for agent_id, (received, kernels) in snapshots.items():
+            ids = await self._reconcile_one(agent_id, kernels, live.get(agent_id, []), received)
+            if ids:
+                destroy[agent_id] = ids
+        return destroy
+
+    async def _reconcile_one(
+        self, agent_id: str, kernels: Sequence[KernelReport], live: Sequence[LiveKernel],
+        received: datetime,
     ) -> list[str]:
-        """Compares a complete kernel snapshot of the agent with the database."""
         reported = {k.kernel_id: k for k in kernels}
-        live = await self._sessions.kernels_on_agent(agent_id)
-        known = {str(kernel.id) for kernel, _ in live}
+        known = {kernel.kernel_id for kernel in live}
         destroy = sorted(kid for kid in reported if kid not in known)
-        for kernel, session in live:
-            report = reported.get(str(kernel.id))
-            if session.state is not SessionState.RUNNING:
+        for kernel in live:
+            report = reported.get(kernel.kernel_id)
+            if kernel.session_state is not SessionState.RUNNING:
                 continue  # creation, restart and termination handlers own these
-            if session.state_changed_at > received - _SNAPSHOT_SLACK:
+            if kernel.session_state_changed_at > received - _SNAPSHOT_SLACK:
                 continue  # it may have started after the agent took the snapshot
             if report is None:
-                await self._lose(session.id, f"agent {agent_id} reported its kernels without "
-                                             f"kernel {kernel.id}")
+                await self._lose(kernel.session_id, f"agent {agent_id} reported its kernels "
+                                                    f"without kernel {kernel.kernel_id}")
             elif report.state == "terminated":
                 await self._exits.on_exit(agent_id, report.kernel_id, report.exit_code,
                                           "exited while the agent was disconnected")
@@ -157,45 +179,54 @@ class AgentRegistry:
         every = self.config.reconcile_every
         return every > 0 and sequence % every == 0
 
-    async def heartbeat(
+    def heartbeat(
         self, agent_id: str, sequence: int = 0, kernels: Sequence[KernelReport] | None = None
-    ) -> tuple[str, ...]:
-        """Records a sign of life; every ``reconcile_every``-th heartbeat's kernel list is
-        reconciled like a registration. Returns kernel ids the agent should destroy."""
+    ) -> None:
+        """Records a sign of life: a dict store, nothing awaited (this runs once per heartbeat).
+
+        The next flush (at most ``flush_interval`` later) writes the time and revives the agent
+        if it was LOST, and reconciles the kernel list of every ``reconcile_every``-th heartbeat
+        together with the other agents' lists; kernels to destroy are then handed out by
+        :meth:`take_directives`. (Writing a LOST agent's message at once cost a transaction per
+        message, and a reconciliation query per heartbeat was most of the manager's CPU.)"""
         received = utcnow()
         self.heartbeats += 1
-        before = await self._touch(agent_id, received)
-        if before is None or kernels is None or not self.wants_kernels(sequence):
-            return ()
-        return tuple(await self._reconcile(agent_id, kernels, received))
+        self._seen.touch(agent_id, received)
+        if kernels is not None and self.wants_kernels(sequence):
+            self._snapshots[agent_id] = (received, kernels)
 
-    async def _touch(self, agent_id: str, at: datetime) -> AgentStatus | None:
-        """Records a message in memory; the next flush (at most ``flush_interval`` later)
-        writes it and revives the agent if it was LOST. Writing a LOST agent's message at once
-        cost a transaction per message: when many agents come back together (a network blip,
-        an overloaded manager) that write storm kept the manager behind and the agents LOST."""
-        self._seen[agent_id] = at
-        return AgentStatus.LOST if agent_id in self._lost else AgentStatus.ALIVE
+    def take_directives(self, agent_id: str) -> list[str]:
+        """Kernels the agent should destroy, found since it last asked (each given out once)."""
+        return self._directives.pop(agent_id, None) or []
 
     async def flush(self) -> None:
-        """Writes the coalesced last-message times (one batch); revives LOST agents among them
-        (another process may have marked them)."""
-        if not self._seen:
-            return
-        seen, self._seen = self._seen, {}
-        try:
-            revived = await self._agents.touch_many(seen)
-        except BaseException:
-            for agent_id, at in seen.items():  # keep them for the next flush
-                self._seen.setdefault(agent_id, at)
-            raise
-        self._lost.difference_update(seen)  # every agent written is ALIVE now
-        for agent_id in revived:
-            log.warning("agent %s is back (ALIVE)", agent_id)
-            await self._bus.publish(AgentChanged(agent_id, AgentStatus.ALIVE))
+        """Writes the coalesced last-message times (one batch), revives LOST agents among them
+        (another process may have marked them), then reconciles the pending kernel lists."""
+        seen = self._seen.drain()
+        if seen:
+            try:
+                revived = await self._agents.touch_many(seen)
+            except BaseException:
+                self._seen.restore(seen)  # keep them for the next flush
+                raise
+            self._lost.difference_update(seen)  # every agent written is ALIVE now
+            for agent_id in revived:
+                log.warning("agent %s is back (ALIVE)", agent_id)
+                await self._bus.publish(AgentChanged(agent_id, AgentStatus.ALIVE))
+        if self._snapshots:
+            snapshots, self._snapshots = self._snapshots, {}
+            try:
+                destroy = await self._reconcile(snapshots)
+            except Exception:
+                # Not retried (the agents send newer lists soon), and not raised: the LOST
+                # check right after this flush must run whatever happened here.
+                log.exception("reconciling the kernel lists of %d agents failed", len(snapshots))
+                return
+            for agent_id, kernel_ids in destroy.items():
+                self._directives.setdefault(agent_id, []).extend(kernel_ids)
 
     async def kernel_event(self, agent_id: str, event: KernelEvent) -> None:
-        await self._touch(agent_id, utcnow())
+        self._seen.touch(agent_id)
         if event.kind is not KernelEventKind.TERMINATED:
             log.info("agent %s: kernel %s %s (%s)", agent_id, event.kernel_id, event.kind,
                      event.reason)

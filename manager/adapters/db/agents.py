@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import cast
 
@@ -12,12 +12,14 @@ from bai.manager.adapters.db.records import agent_record, insert_for
 from bai.manager.adapters.db.tables import AgentImageRow, AgentRow, ImageRow, KernelRow, SessionRow
 from bai.manager.domain import slots
 from bai.manager.domain.images import aliases_of
+from bai.manager.domain.liveness import LiveKernel
 from bai.manager.domain.model import (
     LIVE_STATES,
     AgentRecord,
     AgentRegistration,
     AgentStatus,
     ImageRecord,
+    SessionState,
     Slots,
 )
 from sqlalchemy import Table, bindparam, delete, select, text, update
@@ -33,6 +35,14 @@ _TOUCH_MANY_PG = text(
     "FROM unnest(CAST(:ids AS varchar[]), CAST(:ats AS timestamptz[])) AS u(id, at) "
     "WHERE a.id = u.id AND a.status != :terminated"
 )
+
+
+def _pg_array(items: list[str]) -> str:
+    """A PostgreSQL array literal of strings, sent as one text parameter and cast by the
+    statement: psycopg dumps a Python list element by element (~5 us per agent per flush,
+    most of a flush's CPU), a joined string costs a fraction of that."""
+    return "{" + ",".join('"' + i.replace("\\", "\\\\").replace('"', '\\"') + '"'
+                          for i in items) + "}"
 
 
 class SqlAgentRepository:
@@ -139,9 +149,29 @@ class SqlAgentRepository:
                 )
             else:
                 await s.execute(_TOUCH_MANY_PG, {
-                    "ids": ids, "ats": [seen[agent_id] for agent_id in ids],
+                    "ids": _pg_array(ids),
+                    "ats": _pg_array([seen[agent_id].isoformat() for agent_id in ids]),
                     "alive": _ALIVE, "terminated": _TERMINATED})
         return sorted(was_lost.intersection(ids))
+
+    async def live_kernels(self, agent_ids: Sequence[str]) -> list[LiveKernel]:
+        """Kernels on any of ``agent_ids`` whose sessions are live: one join selecting five
+        columns, instead of full session records (kernels, history) loaded per agent."""
+        if not agent_ids:
+            return []
+        query = (
+            select(KernelRow.agent_id, KernelRow.id, SessionRow.id, SessionRow.state,
+                   SessionRow.state_changed_at)
+            .join(SessionRow, SessionRow.id == KernelRow.session_id)
+            .where(KernelRow.agent_id.in_(sorted(set(agent_ids))),
+                   SessionRow.state.in_(sorted(x.value for x in LIVE_STATES)))
+        )
+        async with self._db.read() as s:
+            rows = (await s.execute(query)).all()
+        return [LiveKernel(agent_id=str(agent_id), kernel_id=str(kernel_id),
+                           session_id=session_id, session_state=SessionState(state),
+                           session_state_changed_at=changed_at)
+                for agent_id, kernel_id, session_id, state, changed_at in rows]
 
     async def mark_lost(self, silent_since: datetime) -> list[str]:
         async with self._db.write() as s:

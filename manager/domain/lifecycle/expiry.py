@@ -30,6 +30,7 @@ from typing import Protocol
 from bai.common.errors import BaiError
 from bai.manager.domain.lifecycle.inflight import InFlight
 from bai.manager.domain.lifecycle.terminate import TerminateHandler
+from bai.manager.domain.liveness import LatestTimes
 from bai.manager.domain.model import utcnow
 
 __all__ = ["ActivityTracker", "ExpiryCandidate", "ExpiryHandler", "ExpiryRepository", "expiry"]
@@ -37,23 +38,11 @@ __all__ = ["ActivityTracker", "ExpiryCandidate", "ExpiryHandler", "ExpiryReposit
 log = logging.getLogger(__name__)
 
 
-class ActivityTracker:
-    """Latest activity per session since the last flush (in memory; cheap on the hot path)."""
+class ActivityTracker(LatestTimes[uuid.UUID]):
+    """Latest activity per session since the last flush (in memory; cheap on the hot path).
+    The same mechanism as the agents' last-message times (see liveness.LatestTimes)."""
 
-    def __init__(self) -> None:
-        self._seen: dict[uuid.UUID, datetime] = {}
-
-    def touch(self, session_id: uuid.UUID, at: datetime | None = None) -> None:
-        self._seen[session_id] = at or utcnow()
-
-    def drain(self) -> dict[uuid.UUID, datetime]:
-        seen, self._seen = self._seen, {}
-        return seen
-
-    def restore(self, seen: Mapping[uuid.UUID, datetime]) -> None:
-        """Puts back what a failed flush drained (newer touches win)."""
-        for session_id, at in seen.items():
-            self._seen.setdefault(session_id, at)
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,5 +32,19 @@ async def test_touch_many_writes_each_time_and_revives_lost_agents(db_url: str) 
         untouched = await repo.get("t-3")
         assert untouched is not None and untouched.last_heartbeat == start + timedelta(seconds=2)
         assert await repo.touch_many({}) == []
+
+        # ids are sent as one array literal on PostgreSQL: quotes, backslashes, commas, braces
+        odd = 't-"4\\,{x} y'
+        await repo.register(AgentRegistration(
+            agent_id=odd, address="127.0.0.1:1", capacity={"cpu": Decimal(1)},
+            architecture="x86_64", resource_group="default", version="t", kernels=(),
+            images=()), start)
+        assert await repo.mark_lost(start + timedelta(seconds=1)) == [odd]
+        at = utcnow()
+        assert await repo.touch_many({odd: at, "t-1": at}) == [odd]
+        for agent_id in (odd, "t-1"):
+            agent = await repo.get(agent_id)
+            assert agent is not None and agent.status is AgentStatus.ALIVE
+            assert agent.last_heartbeat == at
     finally:
         await db.close()
