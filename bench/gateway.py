@@ -10,8 +10,11 @@ request, unlike httpx's ~1 ms), pinned to the other CPU with the manager. The si
 within the skew window) is computed once, as a client reusing it for a few minutes may.
 
 Baseline in the same run: the same load against a bare uvicorn app on the same pinned core that
-answers a fixed JSON body (the ceiling of one uvicorn worker here). Last line:
-``req_per_s=<x> of_bare=<gateway / bare>``.
+answers a fixed JSON body (the ceiling of one uvicorn worker with this load generator, which
+shares its core with the manager and itself limits the bare run). Each run also prints the CPU
+time each process spent per request (from /proc, so the figure holds on a loaded machine);
+``py-spy record -p <pid>`` on the printed pids profiles either process under this load. Last
+line: ``req_per_s=<x> of_bare=<gateway / bare> gateway_us_per_req=<µs> manager_us_per_req=<µs>``.
 """
 
 from __future__ import annotations
@@ -157,7 +160,8 @@ async def _run(args: argparse.Namespace) -> None:
         zero = b"00000000-0000"
         await _load(gport, request, expect, 1.0, args.concurrency)  # warm-up
         await _load(bport, bare, zero, 0.5, args.concurrency)
-        results = {}
+        results: dict[str, float] = {}
+        cpu_us: dict[str, dict[str, float]] = {}
         for label, port, req, exp in (("bare uvicorn (baseline)", bport, bare, zero),
                                       ("gateway GET session", gport, request, expect)):
             cpu0 = {name: _cpu_seconds(p.pid) for name, p in zip(("manager", "gateway", "bare"),
@@ -165,12 +169,16 @@ async def _run(args: argparse.Namespace) -> None:
             t0 = time.perf_counter()
             ok, failed = await _load(port, req, exp, args.seconds, args.concurrency)
             elapsed = time.perf_counter() - t0
-            busy = " ".join(
-                f"{name}_cpu={(_cpu_seconds(p.pid) - cpu0[name]) / elapsed:.0%}"
-                for name, p in zip(("manager", "gateway", "bare"), procs, strict=True))
+            spent = {name: _cpu_seconds(p.pid) - cpu0[name]
+                     for name, p in zip(("manager", "gateway", "bare"), procs, strict=True)}
+            busy = " ".join(f"{name}_cpu={cpu / elapsed:.0%}" for name, cpu in spent.items())
+            # CPU time per request survives the noise of a shared machine better than req/s.
+            per_request = " ".join(f"{name}_us_per_req={cpu / max(ok, 1) * 1e6:.0f}"
+                                   for name, cpu in spent.items() if cpu / elapsed > 0.05)
             results[label] = ok / elapsed
+            cpu_us[label] = {name: cpu / max(ok, 1) * 1e6 for name, cpu in spent.items()}
             print(f"{label:<26} requests={ok} failed={failed} seconds={elapsed:.1f} "
-                  f"req_per_s={ok / elapsed:.1f} {busy}")
+                  f"req_per_s={ok / elapsed:.1f} {busy} {per_request}")
             if failed:
                 raise SystemExit(f"{failed} responses were not 200 with the session")
     finally:
@@ -181,7 +189,9 @@ async def _run(args: argparse.Namespace) -> None:
         for proc in procs:
             proc.wait(timeout=15)
     gateway, baseline = results["gateway GET session"], results["bare uvicorn (baseline)"]
-    print(f"req_per_s={gateway:.1f} of_bare={gateway / baseline:.2f}")
+    spent = cpu_us["gateway GET session"]
+    print(f"req_per_s={gateway:.1f} of_bare={gateway / baseline:.2f} "
+          f"gateway_us_per_req={spent['gateway']:.0f} manager_us_per_req={spent['manager']:.0f}")
 
 
 async def _create_session(port: int, user: object) -> str:

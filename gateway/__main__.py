@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="requests per 15-minute window for keypairs without their own limit (default 30000)",
     )
     serve.add_argument(
-        "--log-level", default=_env("log-level", "info"), help="logging level (default info)"
+        "--log-level", default=_env("log-level", "info"),
+        help="logging level (default info; debug adds one access line per request)",
     )
     return parser
 
@@ -108,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
             workers=1,
             log_level=args.log_level.lower(),
             log_config=None,
+            # One formatted log line per request costs more CPU than GET /session itself:
+            # access lines only when debugging.
+            access_log=args.log_level.lower() == "debug",
             ws="websockets-sansio",
             proxy_headers=False,
             server_header=False,

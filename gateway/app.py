@@ -12,12 +12,15 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from bai.gateway import admin, compat, native, openapi
+from bai.gateway.compat.scaling_groups import router as scaling_groups_router
+from bai.gateway.compat.sessions import SessionInfoFastPath
 from bai.gateway.compat.system import MANAGER_VERSION
 from bai.gateway.config import GatewayConfig
 from bai.gateway.errors import EXCEPTION_HANDLERS
 from bai.gateway.ratelimit import build_windows, rate_limit_middleware
 from bai.gateway.upstream import SERVICES, Upstream
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 from google.protobuf.descriptor import Descriptor
 
 __all__ = ["create_app"]
@@ -32,6 +35,10 @@ def _documented_messages() -> list[Descriptor]:
         for method in service.methods
         for message in (method.input_type, method.output_type)
     ]
+
+
+_NO_TELEMETRY = TelemetryConfig(tracing=False, metrics=False, logs=False)
+"""FastAPI's telemetry settings when ``GatewayConfig.opentelemetry`` is off."""
 
 
 def create_app(config: GatewayConfig) -> FastAPI:
@@ -56,11 +63,13 @@ def create_app(config: GatewayConfig) -> FastAPI:
         description="Backend.AI-compatible REST API and the manager's gRPC API as REST/JSON.",
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,
+        telemetry=None if config.opentelemetry else _NO_TELEMETRY,
     )
     app.include_router(compat.system_router)
     app.include_router(compat.sessions_router)
     app.include_router(compat.apps_router)
     app.include_router(compat.folders_router)
+    app.include_router(scaling_groups_router)  # GET /scaling-groups (compat/scaling_groups.py)
     app.include_router(admin.graphql_router)
     app.include_router(admin.events_router)
     app.include_router(admin.login_router)
@@ -72,6 +81,8 @@ def create_app(config: GatewayConfig) -> FastAPI:
         return openapi.build_schema(app, messages)
 
     app.openapi = schema  # type: ignore[method-assign]
+    # Added first so that it sits inside the rate limiter (the last added is the outermost).
+    app.add_middleware(SessionInfoFastPath)
     app.add_middleware(rate_limit_middleware, windows=windows,
                        default_limit=config.rate_limit, window=config.rate_limit_window,
                        cache_ttl=config.rate_limit_cache_ttl)

@@ -13,15 +13,18 @@ X-BackendAI-Version value.
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from bai.common import auth, rpc
 from starlette.requests import HTTPConnection
 
-__all__ = ["ForwardedAuth", "extract", "service_metadata"]
+__all__ = ["ForwardedAuth", "extract", "extract_scope", "service_metadata"]
 
 Metadata = tuple[tuple[str, str], ...]
+Scope = MutableMapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +60,9 @@ class ForwardedAuth:
         )
 
 
-def _rel_url(conn: HTTPConnection) -> str:
-    raw_path: bytes = conn.scope.get("raw_path") or conn.scope["path"].encode()
-    query: bytes = conn.scope.get("query_string", b"")
+def _rel_url(scope: Scope) -> str:
+    raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+    query: bytes = scope.get("query_string", b"")
     rel = raw_path + b"?" + query if query else raw_path
     # Clients percent-encode what they send; anything else cannot be what they signed, and gRPC
     # metadata values must be printable ASCII anyway.
@@ -72,31 +75,57 @@ def _printable(name: str, value: str) -> str:
     return value
 
 
-def extract(conn: HTTPConnection, *, now: datetime | None = None) -> ForwardedAuth:
-    """Reads the signature of ``conn`` (a Request or WebSocket).
+_SIGNED_HEADERS = frozenset(
+    (b"authorization", b"x-backendai-date", b"date", b"x-backendai-version", b"host",
+     b"content-type")
+)
+
+
+def _signed_headers(scope: Scope) -> dict[bytes, str]:
+    # One pass over the raw ASGI headers (names arrive lowercased), first occurrence wins as
+    # with Starlette's ``Headers.get``: cheaper than one linear ``Headers`` scan per name.
+    found: dict[bytes, str] = {}
+    for name, value in scope["headers"]:
+        if name in _SIGNED_HEADERS and name not in found:
+            found[name] = value.decode("latin-1")
+    return found
+
+
+def extract_scope(scope: Scope, *, now: datetime | None = None) -> ForwardedAuth:
+    """Reads the signature of the HTTP or WebSocket request ``scope`` (an ASGI scope).
 
     Raises:
         bai.common.auth.AuthError: nothing that could verify (missing or malformed
             Authorization, missing or unparsable Date, Date outside the skew window).
     """
-    headers = conn.headers
-    authorization = headers.get("authorization")
+    headers = _signed_headers(scope)
+    authorization = headers.get(b"authorization")
     if not authorization:
         raise auth.AuthError("MISSING_AUTHORIZATION", "the request is not signed")
     auth.parse_authorization(authorization)
-    date = headers.get("x-backendai-date") or headers.get("date")
+    date = headers.get(b"x-backendai-date") or headers.get(b"date")
     if not date:
         raise auth.AuthError("MISSING_DATE", "a signed request needs a Date header")
     auth.check_skew(date, now)
     return ForwardedAuth(
         authorization=_printable("Authorization", authorization),
         date=_printable("Date", date),
-        version=_printable("X-BackendAI-Version", headers.get("x-backendai-version", "")),
-        host=_printable("Host", headers.get("host", "")),
-        method=str(conn.scope.get("method", "GET")).upper(),
-        path=_printable("the path", _rel_url(conn)),
-        content_type=auth.normalize_content_type(headers.get("content-type")),
+        version=_printable("X-BackendAI-Version", headers.get(b"x-backendai-version", "")),
+        host=_printable("Host", headers.get(b"host", "")),
+        method=str(scope.get("method", "GET")).upper(),
+        path=_printable("the path", _rel_url(scope)),
+        content_type=auth.normalize_content_type(headers.get(b"content-type")),
     )
+
+
+def extract(conn: HTTPConnection, *, now: datetime | None = None) -> ForwardedAuth:
+    """Reads the signature of ``conn`` (a Request or WebSocket): :func:`extract_scope`.
+
+    Raises:
+        bai.common.auth.AuthError: nothing that could verify (missing or malformed
+            Authorization, missing or unparsable Date, Date outside the skew window).
+    """
+    return extract_scope(conn.scope, now=now)
 
 
 def service_metadata(conn: HTTPConnection, service_token: str) -> Metadata:

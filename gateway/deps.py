@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import MutableMapping
+from typing import Annotated, Any
 
 from bai.gateway.upstream import Upstream
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
-__all__ = ["UpstreamDep", "get_upstream"]
+__all__ = ["UpstreamDep", "get_upstream", "upstream_of"]
 
 
 def get_upstream(conn: HTTPConnection) -> Upstream:
     """The app's manager connection (opened by the lifespan)."""
-    upstream: Upstream = conn.app.state.upstream
+    return upstream_of(conn.scope)
+
+
+def upstream_of(scope: MutableMapping[str, Any]) -> Upstream:
+    """:func:`get_upstream` from an ASGI scope (Starlette puts the app in ``scope["app"]``)."""
+    upstream: Upstream = scope["app"].state.upstream
     return upstream
 
 

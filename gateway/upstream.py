@@ -15,6 +15,7 @@ import grpc
 from bai.gateway import auth
 from bai.gateway.config import GatewayConfig
 from bai.pb.manager.v1 import image_service_pb2 as images_pb
+from bai.pb.manager.v1 import resource_group_service_pb2 as resource_groups_pb
 from bai.pb.manager.v1 import session_service_pb2 as sessions_pb
 from bai.pb.manager.v1 import tenancy_service_pb2 as tenancy_pb
 from bai.pb.manager.v1 import vfolder_service_pb2 as vfolders_pb
@@ -23,13 +24,14 @@ from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
 from starlette.requests import HTTPConnection
 
-__all__ = ["SERVICES", "ServerStream", "StreamCall", "Unary", "Upstream", "method_path"]
+__all__ = ["SERVICES", "RawUnary", "ServerStream", "StreamCall", "Unary", "Upstream", "method_path"]
 
 SERVICES: tuple[ServiceDescriptor, ...] = (
     sessions_pb.DESCRIPTOR.services_by_name["SessionService"],
     images_pb.DESCRIPTOR.services_by_name["ImageService"],
     vfolders_pb.DESCRIPTOR.services_by_name["VFolderService"],
     tenancy_pb.DESCRIPTOR.services_by_name["TenancyService"],
+    resource_groups_pb.DESCRIPTOR.services_by_name["ResourceGroupService"],
 )
 """The user-facing manager services the gateway exposes."""
 
@@ -57,12 +59,29 @@ class Unary(Generic[Resp]):
 
     def __init__(self, channel: grpc.aio.Channel, path: str, response_type: type[Resp]) -> None:
         self._callable = channel.unary_unary(
-            path, request_serializer=_serialize, response_deserializer=response_type.FromString
+            path, request_serializer=_serialize, response_deserializer=response_type.FromString,
+            _registered_method=True,  # as generated stubs do: gRPC core resolves the path once
         )
 
     async def __call__(self, request: Message, *, metadata: auth.Metadata, deadline: float) -> Resp:
         """Calls the method; ``deadline`` is in seconds from now."""
         return cast(Resp, await self._callable(request, metadata=metadata, timeout=deadline))
+
+
+class RawUnary:
+    """A unary method of the manager whose reply is returned serialized (``bytes``), for
+    callers that memoize what they derive from identical replies."""
+
+    def __init__(self, channel: grpc.aio.Channel, path: str) -> None:
+        self._callable = channel.unary_unary(
+            path, request_serializer=_serialize, response_deserializer=None,
+            _registered_method=True,
+        )
+
+    async def __call__(self, request: Message, *, metadata: auth.Metadata,
+                       deadline: float) -> bytes:
+        """Calls the method; ``deadline`` is in seconds from now."""
+        return cast(bytes, await self._callable(request, metadata=metadata, timeout=deadline))
 
 
 class StreamCall(Generic[Resp]):
@@ -85,7 +104,8 @@ class ServerStream(Generic[Resp]):
 
     def __init__(self, channel: grpc.aio.Channel, path: str, response_type: type[Resp]) -> None:
         self._callable = channel.unary_stream(
-            path, request_serializer=_serialize, response_deserializer=response_type.FromString
+            path, request_serializer=_serialize, response_deserializer=response_type.FromString,
+            _registered_method=True,
         )
 
     def start(
@@ -126,6 +146,8 @@ class Upstream:
         self.get_session = Unary(
             ch, _method(sessions, "GetSession"), sessions_pb.GetSessionResponse
         )
+        self.get_session_raw = RawUnary(ch, _method(sessions, "GetSession"))
+        """GetSession, the reply left serialized (``GET /session/{ref}``'s fast path)."""
         self.delete_session = Unary(
             ch, _method(sessions, "DeleteSession"), sessions_pb.DeleteSessionResponse
         )
@@ -156,6 +178,10 @@ class Upstream:
     def metadata(self, conn: HTTPConnection) -> auth.Metadata:
         """The forwarded signature of ``conn`` plus the service token (raises AuthError)."""
         return auth.service_metadata(conn, self.config.service_token)
+
+    def scope_metadata(self, scope: auth.Scope) -> auth.Metadata:
+        """:meth:`metadata` of an ASGI scope (for routes served without a Request object)."""
+        return auth.extract_scope(scope).metadata(self.config.service_token)
 
     async def close(self) -> None:
         await self.channel.close(grace=None)

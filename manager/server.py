@@ -34,6 +34,7 @@ from bai.manager.adapters.db import (
 )
 from bai.manager.adapters.db.admin import SqlAdminRepository
 from bai.manager.adapters.db.audit import SqlAuditLog
+from bai.manager.adapters.db.resource_groups import SqlResourceGroupRepository
 from bai.manager.adapters.db.scheduling import SqlSchedulingRepository
 from bai.manager.adapters.db.tenancy import SqlTenancyRepository
 from bai.manager.adapters.db.vfolders import SqlVFolderRepository
@@ -48,6 +49,7 @@ from bai.manager.api import (
 )
 from bai.manager.api.admin import AdminServicer, EventServicer
 from bai.manager.api.interceptor import KEYPAIR_SERVICES
+from bai.manager.api.resource_groups import ResourceGroupServicer
 from bai.manager.api.tenancy import AuthServicer, TenancyServicer
 from bai.manager.api.vfolders import VFolderServicer
 from bai.manager.config import ManagerConfig
@@ -78,16 +80,19 @@ from bai.manager.domain.lifecycle import (
     StartHandler,
     TerminateHandler,
 )
+from bai.manager.domain.resource_groups import ResourceGroupService
 from bai.manager.domain.scheduling import QueueView
 from bai.manager.domain.session_events import SessionEventWatcher
 from bai.manager.domain.tenancy import TenancyService
 from bai.manager.domain.vfolders import VFolderService
+from bai.manager.registry_worker import check_worker_config, registry_worker_process
 from bai.pb.manager.v1 import (
     admin_service_pb2_grpc,
     agent_registry_pb2_grpc,
     auth_service_pb2_grpc,
     event_service_pb2_grpc,
     image_service_pb2_grpc,
+    resource_group_service_pb2_grpc,
     session_service_pb2_grpc,
     tenancy_service_pb2_grpc,
     vfolder_service_pb2_grpc,
@@ -105,6 +110,7 @@ SERVICE_NAMES = (
     "bai.manager.v1.VFolderService",
     "bai.manager.v1.TenancyService",
     "bai.manager.v1.AuthService",
+    "bai.manager.v1.ResourceGroupService",
 )
 
 
@@ -118,12 +124,17 @@ class RunningManager:
     registry: AgentRegistry
     engine: LifecycleEngine
     sessions: SessionService
+    agent_address: str = ""
+    """host:port agents should open their Heartbeat streams to (the registry process's with
+    ``agent_listen``, else ``address``)."""
 
 
 @asynccontextmanager
 async def run_manager(config: ManagerConfig) -> AsyncIterator[RunningManager]:
     if not config.service_token:
         raise ValueError("a service token is required (--service-token)")
+    if config.agent_listen:
+        check_worker_config(config)
     async with AsyncExitStack() as stack:
         db = Database(config.db_url)
         stack.push_async_callback(db.close)
@@ -201,6 +212,10 @@ async def run_manager(config: ManagerConfig) -> AsyncIterator[RunningManager]:
             AuthServicer(PasswordLogin(SqlTenancyRepository(db), LoginConfig(
                 lockout_threshold=config.login_lockout_threshold,
                 lockout_seconds=config.login_lockout_seconds))), server)
+        # Validates plugin names with the scheduler's own registry (what it can load).
+        resource_group_service_pb2_grpc.add_ResourceGroupServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            ResourceGroupServicer(ResourceGroupService(SqlResourceGroupRepository(db),
+                                                       scheduler.plugins)), server)
         event_service_pb2_grpc.add_EventServiceServicer_to_server(  # type: ignore[no-untyped-call]
             EventServicer(SessionEventWatcher(sessions, sessions_repo, bus)), server)
         health = add_health_and_reflection(server, SERVICE_NAMES)
@@ -216,10 +231,12 @@ async def run_manager(config: ManagerConfig) -> AsyncIterator[RunningManager]:
         stack.push_async_callback(_stop, server, health, config.stop_grace)
         await mark_serving(health, SERVICE_NAMES)
         address = f"{config.listen.rsplit(':', 1)[0]}:{port}"
+        if config.agent_listen:  # heartbeat streams on their own process and core
+            await stack.enter_async_context(registry_worker_process(config))
         log.info("manager serving on %s (database %s)", address,
                  db.url.render_as_string(hide_password=True))
         yield RunningManager(address=address, db=db, registry=registry, engine=engine,
-                             sessions=sessions)
+                             sessions=sessions, agent_address=config.agent_listen or address)
 
 
 async def _stop(server: grpc.aio.Server, health: Any, grace: float) -> None:

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
-from bai.client import app_cmd, vfolder_cmd
+from bai.client import app_cmd, resource_group_cmd, vfolder_cmd
 from bai.client import run as run_mod
 from bai.client.client import ClientConfig, ManagerClient
 from bai.client.output import Printer
@@ -264,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     app.set_defaults(handler=app_cmd.app_command)
 
     vfolder_cmd.add_vfolder_commands(commands, common)
+    resource_group_cmd.add_resource_group_commands(commands, common)  # bai admin ...
 
     image = commands.add_parser("image", help="kernel images", parents=[common])
     image_cmds = image.add_subparsers(dest="image_command", metavar="ACTION", required=True)

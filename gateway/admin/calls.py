@@ -1,10 +1,13 @@
-"""Typed callables for the manager's AdminService and EventService on the gateway's channel."""
+"""Typed callables for the manager's AdminService and EventService on the gateway's channel, and
+the one mapping of a failed call to a GraphQL error that every admin GraphQL module uses."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
+import grpc
+from bai.common import rpc
 from bai.gateway.auth import Metadata
 from bai.gateway.upstream import ServerStream, Unary, Upstream, method_path
 from bai.pb.manager.v1 import admin_service_pb2 as admin_pb
@@ -12,12 +15,21 @@ from bai.pb.manager.v1 import auth_service_pb2 as auth_pb
 from bai.pb.manager.v1 import event_service_pb2 as events_pb
 from bai.pb.manager.v1 import tenancy_service_pb2 as tenancy_pb
 from google.protobuf.message import Message
+from graphql import GraphQLError
 from starlette.requests import HTTPConnection
 
-__all__ = ["AdminCalls", "TenancyCalls", "admin_calls"]
+__all__ = ["AdminCalls", "TenancyCalls", "admin_calls", "graphql_error"]
 
 _ADMIN = admin_pb.DESCRIPTOR.services_by_name["AdminService"]
 _EVENTS = events_pb.DESCRIPTOR.services_by_name["EventService"]
+
+
+def graphql_error(exc: grpc.aio.AioRpcError) -> GraphQLError:
+    """A failed manager call as a GraphQL error: the manager's message, with the gRPC code and
+    the manager's UPPER_SNAKE reason in ``extensions`` (the route maps auth codes to HTTP)."""
+    err = rpc.error_from_rpc(exc)
+    return GraphQLError(err.message or exc.code().name,
+                        extensions={"code": exc.code().name, "reason": err.reason})
 
 
 _TENANCY = tenancy_pb.DESCRIPTOR.services_by_name["TenancyService"]

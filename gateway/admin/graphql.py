@@ -21,8 +21,9 @@ from uuid import UUID
 
 import grpc
 import strawberry
-from bai.common import rpc
-from bai.gateway.admin.calls import AdminCalls, admin_calls
+from bai.gateway.admin.calls import AdminCalls, admin_calls, graphql_error
+from bai.gateway.admin.policies_gql import PolicyMutation, PolicyQuery
+from bai.gateway.admin.resource_groups_gql import ResourceGroupMutation, ResourceGroupQuery
 from bai.gateway.admin.subscriptions import Subscription
 from bai.gateway.admin.tenancy_gql import TenancyMutation, TenancyQuery
 from bai.gateway.admin.vfolders_gql import BigInt as VFolderBigInt
@@ -91,17 +92,11 @@ class Context:
 R = TypeVar("R")
 
 
-def _rpc_error(exc: grpc.aio.AioRpcError) -> GraphQLError:
-    err = rpc.error_from_rpc(exc)
-    return GraphQLError(err.message or exc.code().name,
-                        extensions={"code": exc.code().name, "reason": err.reason})
-
-
 async def _call(ctx: Context, call: Awaitable[R]) -> R:
     try:
         return await call
     except grpc.aio.AioRpcError as exc:
-        raise _rpc_error(exc) from None
+        raise graphql_error(exc) from None
 
 
 def _ctx(info: strawberry.Info[Context, None]) -> Context:
@@ -434,7 +429,7 @@ class Query:
             except grpc.aio.AioRpcError as exc:
                 if exc.code() == grpc.StatusCode.NOT_FOUND:
                     return None
-                raise _rpc_error(exc) from None
+                raise graphql_error(exc) from None
             keypair = KeyPair.of(found.keypair)
             if domain_name is not None and domain_name != found.keypair.user_domain:
                 return None
@@ -526,13 +521,16 @@ class Query:
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 return None
-            raise _rpc_error(exc) from None
+            raise graphql_error(exc) from None
         return ComputeSession.of(response.session)
 
 
 schema = strawberry.Schema(
-    query=merge_types("Query", (Query, VFolderQuery, TenancyQuery)),  # vfolders_gql.py,
-    mutation=merge_types("Mutation", (TenancyMutation,)),  # tenancy_gql.py (admin CRUD)
+    # vfolders_gql.py, tenancy_gql.py (admin CRUD), policies_gql.py (user/project policies)
+    query=merge_types("Query", (Query, VFolderQuery, TenancyQuery, PolicyQuery,
+                                ResourceGroupQuery)),  # resource_groups_gql.py
+    mutation=merge_types("Mutation", (TenancyMutation, PolicyMutation,
+                                      ResourceGroupMutation)),  # resource_groups_gql.py
     subscription=Subscription,  # over WebSocket only: gateway/admin/subscriptions.py
     config=StrawberryConfig(auto_camel_case=False, scalar_map=_SCALARS),
     extensions=[

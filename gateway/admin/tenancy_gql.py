@@ -1,5 +1,8 @@
-"""GraphQL for tenancy: Backend.AI's domain/group/user/keypair/resource-policy queries and admin
-mutations, and the audit log, each resolver one call to the manager's TenancyService.
+"""GraphQL for tenancy: Backend.AI's domain/group/user/keypair/keypair-resource-policy queries
+and admin mutations (``purge_user`` included), and the audit log, each resolver one call to the
+manager's TenancyService. User and project resource policies are in
+:mod:`bai.gateway.admin.policies_gql`, which shares :func:`call`, :func:`change` and
+:func:`simple` from here.
 
 Mutation names, arguments and payloads are Backend.AI's (``create_user(email, props)`` returning
 ``{ok msg user}``, ``modify_keypair(access_key, props)``, ``modify_group(gid, props)`` with
@@ -21,6 +24,7 @@ from uuid import UUID
 import grpc
 import strawberry
 from bai.common import rpc
+from bai.gateway.admin.calls import graphql_error
 from bai.gateway.admin.tenancy_gql_types import (
     AuditLog,
     AuditLogList,
@@ -41,6 +45,7 @@ from bai.gateway.admin.tenancy_gql_types import (
     ModifyKeyPairInput,
     ModifyKeyPairResourcePolicyInput,
     ModifyUserInput,
+    PurgeUserInput,
     SimplePayload,
     UserInput,
     UserPayload,
@@ -51,7 +56,7 @@ from bai.pb.manager.v1 import admin_service_pb2 as admin_pb
 from bai.pb.manager.v1 import tenancy_service_pb2 as pb
 from graphql import GraphQLError
 
-__all__ = ["TenancyMutation", "TenancyQuery"]
+__all__ = ["Failed", "TenancyMutation", "TenancyQuery", "call", "change", "simple"]
 
 _RAISED = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED,
            grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
@@ -65,27 +70,23 @@ class Failed:
     msg: str
 
 
-async def _call(info: strawberry.Info[Any, None], method: str, request: Any) -> Any:
+async def call(info: strawberry.Info[Any, None], method: str, request: Any) -> Any:
     ctx = info.context
     try:
         return await ctx.calls.tenancy(method, request, ctx.metadata)
     except grpc.aio.AioRpcError as exc:
-        err = rpc.error_from_rpc(exc)
-        raise GraphQLError(err.message or exc.code().name,
-                           extensions={"code": exc.code().name, "reason": err.reason}) from None
+        raise graphql_error(exc) from None
 
 
-async def _change(info: strawberry.Info[Any, None], method: str, request: Any) -> Any:
-    """Like :func:`_call`, but a refusal other than auth/permission becomes ``Failed``."""
+async def change(info: strawberry.Info[Any, None], method: str, request: Any) -> Any:
+    """Like :func:`call`, but a refusal other than auth/permission becomes ``Failed``."""
     ctx = info.context
     try:
         return await ctx.calls.tenancy(method, request, ctx.metadata)
     except grpc.aio.AioRpcError as exc:
-        err = rpc.error_from_rpc(exc)
         if exc.code() in _RAISED:
-            raise GraphQLError(err.message or exc.code().name,
-                               extensions={"code": exc.code().name,
-                                           "reason": err.reason}) from None
+            raise graphql_error(exc) from None
+        err = rpc.error_from_rpc(exc)
         return Failed(f"{err.reason}: {err.message}")
 
 
@@ -118,7 +119,7 @@ def _ignored(**values: Any) -> None:
 
 
 
-def _simple(result: Any) -> SimplePayload:
+def simple(result: Any) -> SimplePayload:
     if isinstance(result, Failed):
         return SimplePayload(ok=False, msg=result.msg)
     return SimplePayload(ok=True, msg="success")
@@ -133,7 +134,7 @@ async def _all_projects(info: strawberry.Info[Any, None], domain: str | None,
                                      domain=domain or "")
     if is_active is not None:
         request.is_active = is_active
-    return list((await _call(info, "ListProjects", request)).projects)
+    return list((await call(info, "ListProjects", request)).projects)
 
 
 @strawberry.type
@@ -141,7 +142,7 @@ class TenancyQuery:
     @strawberry.field(description="Domains visible to the caller.")  # type: ignore[untyped-decorator]
     async def domains(self, info: strawberry.Info[Any, None],
                       is_active: bool | None = None) -> list[Domain]:
-        reply = await _call(info, "ListDomains", pb.ListDomainsRequest(
+        reply = await call(info, "ListDomains", pb.ListDomainsRequest(
             page=admin_pb.PageRequest(limit=1000)))
         return [Domain.of(d) for d in reply.domains
                 if is_active is None or d.is_active == is_active]
@@ -149,10 +150,10 @@ class TenancyQuery:
     @strawberry.field(description="One domain (the caller's when no name is given).")  # type: ignore[untyped-decorator]
     async def domain(self, info: strawberry.Info[Any, None],
                      name: str | None = None) -> Domain | None:
-        reply = await _call(info, "ListDomains", pb.ListDomainsRequest(
+        reply = await call(info, "ListDomains", pb.ListDomainsRequest(
             page=admin_pb.PageRequest(limit=1000)))
         if name is None:
-            own = await _call(info, "GetUser", pb.GetUserRequest())  # the caller
+            own = await call(info, "GetUser", pb.GetUserRequest())  # the caller
             name = own.user.domain
         return next((Domain.of(d) for d in reply.domains if d.name == name), None)
 
@@ -172,7 +173,7 @@ class TenancyQuery:
     async def group(self, info: strawberry.Info[Any, None], id: UUID,
                     domain_name: str | None = None) -> GroupDetail | None:
         try:
-            reply = await _call(info, "GetProject", pb.GetProjectRequest(id=str(id)))
+            reply = await call(info, "GetProject", pb.GetProjectRequest(id=str(id)))
         except GraphQLError as exc:
             if (exc.extensions or {}).get("code") == "NOT_FOUND":
                 return None
@@ -184,27 +185,53 @@ class TenancyQuery:
     @strawberry.field(description="One user by e-mail (the caller when none is given).")  # type: ignore[untyped-decorator]
     async def user(self, info: strawberry.Info[Any, None], domain_name: str | None = None,
                    email: str | None = None) -> UserPayloadUser | None:
-        try:
-            reply = await _call(info, "GetUser", pb.GetUserRequest(ref=email or ""))
-        except GraphQLError as exc:
-            if (exc.extensions or {}).get("code") == "NOT_FOUND":
-                return None
-            raise
-        if domain_name is not None and reply.user.domain != domain_name:
-            return None
-        return UserPayloadUser.of(reply.user)
+        return await _user_by(info, email or "", domain_name)
+
+    @strawberry.field(description="One user by id (the caller when none is given).")  # type: ignore[untyped-decorator]
+    async def user_from_uuid(self, info: strawberry.Info[Any, None],
+                             domain_name: str | None = None,
+                             user_id: strawberry.ID | None = None) -> UserPayloadUser | None:
+        if user_id is not None:
+            try:
+                UUID(str(user_id))
+            except ValueError:
+                raise GraphQLError(f"user_id {user_id!r} is not a UUID",
+                                   extensions={"code": "INVALID_ARGUMENT"}) from None
+        return await _user_by(info, str(user_id or ""), domain_name)
+
+    @strawberry.field(  # type: ignore[untyped-decorator]
+        description="Users visible to the caller, oldest first (Backend.AI's unpaged list).")
+    async def users(self, info: strawberry.Info[Any, None], domain_name: str | None = None,
+                    group_id: UUID | None = None, is_active: bool | None = None,
+                    status: str | None = None) -> list[UserPayloadUser]:
+        found: list[UserPayloadUser] = []
+        while True:  # every page: Backend.AI's ``users`` is not paged
+            request = admin_pb.ListUsersRequest(
+                page=admin_pb.PageRequest(limit=1000, offset=len(found)), status=status or "",
+                project_id=str(group_id) if group_id else "")
+            ctx = info.context
+            try:
+                reply = await ctx.calls.list_users(request, metadata=ctx.metadata,
+                                                   deadline=ctx.up.config.call_timeout)
+            except grpc.aio.AioRpcError as exc:
+                raise graphql_error(exc) from None
+            found.extend(UserPayloadUser.of(u) for u in reply.users)
+            if not reply.users or len(found) >= reply.total_count:
+                break
+        return [u for u in found if (domain_name is None or u.domain_name == domain_name)
+                and (is_active is None or u.is_active == is_active)]
 
     @strawberry.field(description="Keypair resource policies.")  # type: ignore[untyped-decorator]
     async def keypair_resource_policies(
             self, info: strawberry.Info[Any, None]) -> list[KeyPairResourcePolicy]:
-        reply = await _call(info, "ListResourcePolicies",
+        reply = await call(info, "ListResourcePolicies",
                             pb.ListResourcePoliciesRequest(kind=_KEYPAIR))
         return [KeyPairResourcePolicy.of(p) for p in reply.resource_policies]
 
     @strawberry.field(description="One keypair resource policy by name.")  # type: ignore[untyped-decorator]
     async def keypair_resource_policy(self, info: strawberry.Info[Any, None],
                                       name: str | None = None) -> KeyPairResourcePolicy | None:
-        reply = await _call(info, "ListResourcePolicies",
+        reply = await call(info, "ListResourcePolicies",
                             pb.ListResourcePoliciesRequest(kind=_KEYPAIR))
         wanted = name or "default"
         return next((KeyPairResourcePolicy.of(p) for p in reply.resource_policies
@@ -217,7 +244,7 @@ class TenancyQuery:
         if not 1 <= limit <= 1000 or offset < 0:
             raise GraphQLError("limit must be between 1 and 1000 and offset not negative",
                                extensions={"code": "INVALID_ARGUMENT"})
-        reply = await _call(info, "ListAuditLogs", pb.ListAuditLogsRequest(
+        reply = await call(info, "ListAuditLogs", pb.ListAuditLogsRequest(
             page=admin_pb.PageRequest(limit=limit, offset=offset),
             action_prefix=action_prefix or "", target_type=target_type or "",
             target_id=target_id or ""))
@@ -226,6 +253,20 @@ class TenancyQuery:
 
 
 # ---- mutations -----------------------------------------------------------------------------
+
+
+async def _user_by(info: strawberry.Info[Any, None], ref: str,
+                   domain_name: str | None) -> UserPayloadUser | None:
+    """One user by e-mail or id (the caller for ""); None when unseen or of another domain."""
+    try:
+        reply = await call(info, "GetUser", pb.GetUserRequest(ref=ref))
+    except GraphQLError as exc:
+        if (exc.extensions or {}).get("code") == "NOT_FOUND":
+            return None
+        raise
+    if domain_name is not None and reply.user.domain != domain_name:
+        return None
+    return UserPayloadUser.of(reply.user)
 
 
 def _user_request(email: str, props: UserInput) -> pb.CreateUserRequest:
@@ -268,7 +309,7 @@ class TenancyMutation:
     @strawberry.mutation
     async def create_user(self, info: strawberry.Info[Any, None], email: str,
                           props: UserInput) -> UserPayload:
-        reply = await _change(info, "CreateUser", _user_request(email, props))
+        reply = await change(info, "CreateUser", _user_request(email, props))
         if isinstance(reply, Failed):
             return UserPayload(ok=False, msg=reply.msg, user=None)
         return UserPayload(ok=True, msg="success", user=UserPayloadUser.of(reply.user))
@@ -276,20 +317,29 @@ class TenancyMutation:
     @strawberry.mutation
     async def modify_user(self, info: strawberry.Info[Any, None], email: str,
                           props: ModifyUserInput) -> UserPayload:
-        reply = await _change(info, "UpdateUser", _modify_user_request(email, props))
+        reply = await change(info, "UpdateUser", _modify_user_request(email, props))
         if isinstance(reply, Failed):
             return UserPayload(ok=False, msg=reply.msg, user=None)
         return UserPayload(ok=True, msg="success", user=UserPayloadUser.of(reply.user))
 
     @strawberry.mutation
     async def delete_user(self, info: strawberry.Info[Any, None], email: str) -> SimplePayload:
-        return _simple(await _change(info, "DeleteUser", pb.DeleteUserRequest(ref=email)))
+        return simple(await change(info, "DeleteUser", pb.DeleteUserRequest(ref=email)))
+
+    @strawberry.mutation
+    async def purge_user(self, info: strawberry.Info[Any, None], email: str,
+                         props: PurgeUserInput) -> SimplePayload:
+        """Deletes a user for good (the manager's PurgeUser): refused while it has live
+        sessions or unshared folders not yet purged; shared folders pass to the caller.
+        ``delegate_endpoint_ownership`` is accepted and moot (bai has no serving endpoints)."""
+        return simple(await change(info, "PurgeUser", pb.PurgeUserRequest(
+            ref=email, purge_shared_vfolders=props.purge_shared_vfolders)))
 
     @strawberry.mutation
     async def create_keypair(self, info: strawberry.Info[Any, None], user_id: str,
                              props: KeyPairInput) -> CreateKeyPairPayload:
         _ignored(concurrency_limit=props.concurrency_limit)
-        reply = await _change(info, "CreateKeypair", pb.CreateKeypairRequest(
+        reply = await change(info, "CreateKeypair", pb.CreateKeypairRequest(
             user_ref=user_id, is_active=props.is_active, is_admin=props.is_admin,
             resource_policy=props.resource_policy or "", rate_limit=props.rate_limit or 0))
         if isinstance(reply, Failed):
@@ -309,12 +359,12 @@ class TenancyMutation:
             value = getattr(props, name)
             if value is not None:
                 setattr(request, name, value)
-        return _simple(await _change(info, "UpdateKeypair", request))
+        return simple(await change(info, "UpdateKeypair", request))
 
     @strawberry.mutation
     async def delete_keypair(self, info: strawberry.Info[Any, None],
                              access_key: str) -> SimplePayload:
-        return _simple(await _change(info, "DeleteKeypair",
+        return simple(await change(info, "DeleteKeypair",
                                      pb.DeleteKeypairRequest(access_key=access_key)))
 
     @strawberry.mutation
@@ -325,7 +375,7 @@ class TenancyMutation:
         if props.type not in (None, "GENERAL", "general"):
             return CreateGroupPayload(ok=False, msg=f"INVALID_ARGUMENT: group type {props.type!r}"
                                       " is not supported (only GENERAL)", group=None)
-        reply = await _change(info, "CreateProject", pb.CreateProjectRequest(
+        reply = await change(info, "CreateProject", pb.CreateProjectRequest(
             name=name, domain=props.domain_name, description=props.description,
             is_active=props.is_active,
             total_resource_slots=_slots_in(props.total_resource_slots),
@@ -347,10 +397,10 @@ class TenancyMutation:
                                           "must be 'add' or 'remove'", group=None)
             users = list(props.user_uuids or [])
             if props.user_update_mode == "add":
-                reply = await _change(info, "AddProjectMembers", pb.AddProjectMembersRequest(
+                reply = await change(info, "AddProjectMembers", pb.AddProjectMembersRequest(
                     project_id=str(gid), user_ids=users))
             else:
-                reply = await _change(info, "RemoveProjectMembers",
+                reply = await change(info, "RemoveProjectMembers",
                                       pb.RemoveProjectMembersRequest(project_id=str(gid),
                                                                      user_ids=users))
             if isinstance(reply, Failed):
@@ -364,7 +414,7 @@ class TenancyMutation:
             request.replace_total_resource_slots = True
             request.total_resource_slots.update(_slots_in(props.total_resource_slots))
         if reply is None or len(request.ListFields()) > 1:
-            reply = await _change(info, "UpdateProject", request)
+            reply = await change(info, "UpdateProject", request)
             if isinstance(reply, Failed):
                 return CreateGroupPayload(ok=False, msg=reply.msg, group=None)
         return CreateGroupPayload(ok=True, msg="success", group=GroupDetail.of(reply.project))
@@ -372,12 +422,12 @@ class TenancyMutation:
     @strawberry.mutation
     async def delete_group(self, info: strawberry.Info[Any, None], gid: UUID) -> SimplePayload:
         """Backend.AI only deactivates here; ``purge_group`` deletes."""
-        return _simple(await _change(info, "UpdateProject", pb.UpdateProjectRequest(
+        return simple(await change(info, "UpdateProject", pb.UpdateProjectRequest(
             id=str(gid), is_active=False)))
 
     @strawberry.mutation
     async def purge_group(self, info: strawberry.Info[Any, None], gid: UUID) -> SimplePayload:
-        return _simple(await _change(info, "DeleteProject", pb.DeleteProjectRequest(
+        return simple(await change(info, "DeleteProject", pb.DeleteProjectRequest(
             id=str(gid))))
 
     @strawberry.mutation
@@ -386,7 +436,7 @@ class TenancyMutation:
         _ignored(allowed_vfolder_hosts=props.allowed_vfolder_hosts,
                  allowed_docker_registries=props.allowed_docker_registries,
                  integration_id=props.integration_id)
-        reply = await _change(info, "CreateDomain", pb.CreateDomainRequest(
+        reply = await change(info, "CreateDomain", pb.CreateDomainRequest(
             name=name, description=props.description, is_active=props.is_active,
             total_resource_slots=_slots_in(props.total_resource_slots)))
         if isinstance(reply, Failed):
@@ -410,7 +460,7 @@ class TenancyMutation:
         if props.total_resource_slots is not None:
             request.replace_total_resource_slots = True
             request.total_resource_slots.update(_slots_in(props.total_resource_slots))
-        reply = await _change(info, "UpdateDomain", request)
+        reply = await change(info, "UpdateDomain", request)
         if isinstance(reply, Failed):
             return CreateDomainPayload(ok=False, msg=reply.msg, domain=None)
         return CreateDomainPayload(ok=True, msg="success", domain=Domain.of(reply.domain))
@@ -418,12 +468,12 @@ class TenancyMutation:
     @strawberry.mutation
     async def delete_domain(self, info: strawberry.Info[Any, None], name: str) -> SimplePayload:
         """Backend.AI only deactivates here; ``purge_domain`` deletes."""
-        return _simple(await _change(info, "UpdateDomain", pb.UpdateDomainRequest(
+        return simple(await change(info, "UpdateDomain", pb.UpdateDomainRequest(
             name=name, is_active=False)))
 
     @strawberry.mutation
     async def purge_domain(self, info: strawberry.Info[Any, None], name: str) -> SimplePayload:
-        return _simple(await _change(info, "DeleteDomain", pb.DeleteDomainRequest(name=name)))
+        return simple(await change(info, "DeleteDomain", pb.DeleteDomainRequest(name=name)))
 
     @strawberry.mutation
     async def create_keypair_resource_policy(
@@ -431,7 +481,7 @@ class TenancyMutation:
             props: CreateKeyPairResourcePolicyInput) -> CreateKeyPairResourcePolicyPayload:
         _ignored(allowed_vfolder_hosts=props.allowed_vfolder_hosts,
                  max_pending_session_resource_slots=props.max_pending_session_resource_slots)
-        reply = await _change(info, "CreateResourcePolicy", pb.CreateResourcePolicyRequest(
+        reply = await change(info, "CreateResourcePolicy", pb.CreateResourcePolicyRequest(
             resource_policy=pb.ResourcePolicy(
                 kind=_KEYPAIR, name=name, limits=_policy_limits(props),
                 total_resource_slots=_slots_in(props.total_resource_slots),
@@ -455,10 +505,10 @@ class TenancyMutation:
         if props.total_resource_slots is not None:
             request.replace_total_resource_slots = True
             request.total_resource_slots.update(_slots_in(props.total_resource_slots))
-        return _simple(await _change(info, "UpdateResourcePolicy", request))
+        return simple(await change(info, "UpdateResourcePolicy", request))
 
     @strawberry.mutation
     async def delete_keypair_resource_policy(self, info: strawberry.Info[Any, None],
                                              name: str) -> SimplePayload:
-        return _simple(await _change(info, "DeleteResourcePolicy",
+        return simple(await change(info, "DeleteResourcePolicy",
                                      pb.DeleteResourcePolicyRequest(kind=_KEYPAIR, name=name)))

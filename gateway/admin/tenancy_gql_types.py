@@ -35,6 +35,7 @@ __all__ = [
     "ModifyKeyPairInput",
     "ModifyKeyPairResourcePolicyInput",
     "ModifyUserInput",
+    "PurgeUserInput",
     "SimplePayload",
     "UserInput",
     "UserPayload",
@@ -216,6 +217,14 @@ class ModifyUserInput:
     container_uid: int | None = None
     container_main_gid: int | None = None
     container_gids: list[int] | None = None
+
+
+@strawberry.input
+class PurgeUserInput:
+    purge_shared_vfolders: bool = False
+    """Refuse rather than pass the user's shared folders to the caller."""
+    delegate_endpoint_ownership: bool = False
+    """Accepted and moot: bai has no model-serving endpoints."""
 
 
 @strawberry.input

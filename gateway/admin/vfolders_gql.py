@@ -16,7 +16,7 @@ from uuid import UUID
 
 import grpc
 import strawberry
-from bai.common import rpc
+from bai.gateway.admin.calls import graphql_error
 from bai.gateway.auth import Metadata
 from bai.gateway.upstream import Upstream
 from bai.pb.manager.v1 import vfolder_service_pb2 as pb
@@ -96,9 +96,7 @@ async def _call(ctx: _Context, method: str, message: Any) -> Any:
         return await ctx.up.unary[_SERVICE + method](
             message, metadata=ctx.metadata, deadline=ctx.up.config.call_timeout)
     except grpc.aio.AioRpcError as exc:
-        err = rpc.error_from_rpc(exc)
-        raise GraphQLError(err.message or exc.code().name,
-                           extensions={"code": exc.code().name, "reason": err.reason}) from None
+        raise graphql_error(exc) from None
 
 
 def _check_page(limit: int, offset: int, **unsupported: Any) -> None:

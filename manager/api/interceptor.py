@@ -49,9 +49,11 @@ KEYPAIR_SERVICES = (
     "/bai.manager.v1.EventService/",
     "/bai.manager.v1.VFolderService/",
     "/bai.manager.v1.TenancyService/",
+    "/bai.manager.v1.ResourceGroupService/",
 )
 AUDITED_SERVICES = (
     "/bai.manager.v1.TenancyService/",
+    "/bai.manager.v1.ResourceGroupService/",
     "/bai.manager.v1.SessionService/",
     "/bai.manager.v1.VFolderService/",
 )
@@ -61,7 +63,7 @@ _CHANGING = re.compile(r"^(Create|Update|Delete|Add|Remove|Restart|Rename|Purge|
                        r"Interrupt)([A-Za-z]+)$")
 # Request fields naming the target, in order of preference.
 _TARGET_FIELDS = ("session_ref", "vfolder_ref", "ref", "access_key", "id", "project_id",
-                  "user_ref", "email", "name", "username")
+                  "user_ref", "email", "name", "username", "subject")
 GRPC_CONTENT_TYPE = "application/grpc"
 _PRINCIPAL: ContextVar[Principal] = ContextVar("bai_manager_principal")
 _FORWARD_KEYS = (SIGN_METHOD_KEY, SIGN_PATH_KEY, SIGN_CONTENT_TYPE_KEY)
@@ -126,6 +128,9 @@ class ManagerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self._authenticator = authenticator
         self._token = service_token.encode()
         self._audit = audit
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+        """Per method: the servicer's handler and its wrapped twin. The wrapping depends only
+        on the method, so it is built once instead of on every call (P7's hot path)."""
 
     async def intercept_service(
         self,
@@ -136,6 +141,14 @@ class ManagerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if handler is None:
             return None
         method: str = details.method
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(method, handler)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         check = self._authenticate if method.startswith(KEYPAIR_SERVICES) else None
         audited = audit_action(method) if self._audit is not None else None
         if audited is not None and handler.unary_unary:

@@ -17,7 +17,7 @@ from bai.manager.api.convert import (
 from bai.manager.api.interceptor import principal
 from bai.manager.domain.apps import AppService
 from bai.manager.domain.errors import InvalidSessionRequest
-from bai.manager.domain.model import SessionState
+from bai.manager.domain.model import SessionRecord, SessionState
 from bai.manager.domain.sessions import SessionService
 from bai.pb.manager.v1 import session_service_pb2 as pb
 from bai.pb.manager.v1 import session_service_pb2_grpc as pb_grpc
@@ -34,10 +34,37 @@ def _states(values: list[int]) -> frozenset[SessionState]:
         raise InvalidSessionRequest("states holds an unknown or unspecified state") from exc
 
 
+class _ResponseMemo:
+    """The GetSession response last built for each cached :class:`SessionRecord` object.
+
+    The session read cache hands out the very same immutable record until it changes, so the
+    response built from it can be reused: conversion was the servicer's largest cost on the
+    hot ``GET /session`` path (P7). Entries are keyed by the record's identity and checked with
+    ``is`` (the memo holds the record, so its id cannot be reused while the entry lives); a
+    changed session is a new record object and misses. Responses are never mutated after they
+    are built: gRPC only serializes them.
+    """
+
+    def __init__(self, max_entries: int = 1024) -> None:
+        self._entries: dict[int, tuple[SessionRecord, pb.GetSessionResponse]] = {}
+        self._max = max_entries
+
+    def response(self, record: SessionRecord) -> pb.GetSessionResponse:
+        hit = self._entries.get(id(record))
+        if hit is not None and hit[0] is record:
+            return hit[1]
+        response = pb.GetSessionResponse(session=session_to_proto(record))
+        if len(self._entries) >= self._max:  # bounded; stale entries go with the rest
+            self._entries.clear()
+        self._entries[id(record)] = (record, response)
+        return response
+
+
 class SessionServicer(pb_grpc.SessionServiceServicer):
     def __init__(self, sessions: SessionService, apps: AppService | None = None) -> None:
         self._sessions = sessions
         self._apps = apps
+        self._get_responses = _ResponseMemo()
 
     async def CreateSession(
         self, request: pb.CreateSessionRequest, context: Context
@@ -50,7 +77,7 @@ class SessionServicer(pb_grpc.SessionServiceServicer):
         self, request: pb.GetSessionRequest, context: Context
     ) -> pb.GetSessionResponse:
         session = await self._sessions.get(principal(), request.session_ref)
-        return pb.GetSessionResponse(session=session_to_proto(session))
+        return self._get_responses.response(session)
 
     async def ListSessions(
         self, request: pb.ListSessionsRequest, context: Context

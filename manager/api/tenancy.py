@@ -171,6 +171,15 @@ class TenancyServicer(pb_grpc.TenancyServiceServicer):
         await self._t.delete_user(principal(), request.ref)
         return pb.DeleteUserResponse()
 
+    async def PurgeUser(self, request: pb.PurgeUserRequest, context: Context) -> (
+            pb.PurgeUserResponse):
+        report = await self._t.purge_user(principal(), request.ref,
+                                          request.purge_shared_vfolders)
+        return pb.PurgeUserResponse(
+            transferred_vfolder_ids=[str(i) for i in report.transferred_vfolder_ids],
+            deleted_keypair_count=report.deleted_keypair_count,
+            deleted_session_count=report.deleted_session_count)
+
     async def LookupKeypair(self, request: pb.LookupKeypairRequest, context: Context) -> (
             pb.LookupKeypairResponse):
         keypair = await self._t.get_keypair(principal(), request.access_key)

@@ -15,6 +15,10 @@ a user whose membership in a project has the role ``admin``. The rules, by kind 
 * user: starts sessions only in projects it belongs to (of its own domain); its own sessions
   and folders (everything), its own user (read, change), its own keypairs
   (read), its projects and the folders they own (read), its domain and resource policies (read).
+* resource groups and fair-share weights: only a superadmin changes them; a domain admin reads
+  the groups its domain may use and the weights of its domain's projects and users; a user reads
+  the groups one of its projects may use (``Target.allowed_domains`` / ``allowed_projects``,
+  empty meaning everyone, as the scheduler reads them).
 
 Anything else is denied with ``PERMISSION_DENIED``. Use cases call :func:`authorize` (raises) or
 :func:`allows` (a bool, for filtering and for "not found" instead of "forbidden" answers).
@@ -55,6 +59,8 @@ class Kind(enum.StrEnum):
     RESOURCE_POLICY = "resource_policy"
     AGENT = "agent"
     AUDIT_LOG = "audit_log"
+    RESOURCE_GROUP = "resource_group"
+    FAIR_SHARE_WEIGHT = "fair_share_weight"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +80,10 @@ class Target:
     """Projects: the project; folders: the owning project."""
     project_name: str | None = None
     """Sessions: the project (of ``domain``) they were started in."""
+    allowed_domains: frozenset[str] = frozenset()
+    """Resource groups: the domains that may use it (empty: every domain)."""
+    allowed_projects: frozenset[str] = frozenset()
+    """Resource groups: the ``domain/project`` names that may use it (empty: every project)."""
 
 
 def admin_project_ids(who: Principal) -> frozenset[uuid.UUID]:
@@ -95,7 +105,27 @@ def _project_admin_of(who: Principal, target: Target) -> bool:
             and any(p.name == target.project_name and p.role == "admin" for p in who.projects))
 
 
+def _group_admits_domain(who: Principal, target: Target) -> bool:
+    """Whether a resource group may be used by some project of the caller's domain."""
+    if target.allowed_domains and who.domain not in target.allowed_domains:
+        return False
+    return not target.allowed_projects or any(
+        p.startswith(f"{who.domain}/") for p in target.allowed_projects)
+
+
+def _group_admits_member(who: Principal, target: Target) -> bool:
+    """Whether a resource group may be used by one of the caller's projects."""
+    if target.allowed_domains and who.domain not in target.allowed_domains:
+        return False
+    return not target.allowed_projects or any(
+        f"{who.domain}/{p.name}" in target.allowed_projects for p in who.projects)
+
+
 def _domain_admin(who: Principal, action: Action, target: Target) -> bool:
+    if target.kind is Kind.RESOURCE_GROUP:
+        return not action.writes and _group_admits_domain(who, target)
+    if target.kind is Kind.FAIR_SHARE_WEIGHT:
+        return not action.writes and _in_domain(who, target)
     if target.kind in (Kind.DOMAIN, Kind.RESOURCE_POLICY):
         return not action.writes and (target.kind is Kind.RESOURCE_POLICY
                                       or _in_domain(who, target) or action is Action.LIST)
@@ -134,6 +164,8 @@ def _member(who: Principal, action: Action, target: Target) -> bool:
             return not action.writes and (_in_domain(who, target) or action is Action.LIST)
         case Kind.RESOURCE_POLICY:
             return not action.writes
+        case Kind.RESOURCE_GROUP:
+            return not action.writes and _group_admits_member(who, target)
     return False
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "NewUser",
     "PolicyView",
     "ProjectView",
+    "PurgeReport",
     "TenancyRepository",
     "TenancyService",
     "generate_keypair",
@@ -118,6 +119,17 @@ class NewUser:
     created_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class PurgeReport:
+    """What :meth:`TenancyService.purge_user` did."""
+
+    transferred_vfolder_ids: tuple[uuid.UUID, ...]
+    """Shared folders of the purged user that now belong to the purging admin."""
+    deleted_keypair_count: int
+    deleted_session_count: int
+    """Finished sessions deleted with their kernels and status history."""
+
+
 class TenancyRepository(Protocol):
     async def list_domains(self, names: frozenset[str] | None, page: Page) -> tuple[
         list[DomainView], int]: ...
@@ -143,6 +155,12 @@ class TenancyRepository(Protocol):
     async def create_user(self, user: NewUser, keypair: NewKeypair | None) -> UserView: ...
     async def update_user(self, user_id: uuid.UUID, changes: dict[str, Any]) -> UserView: ...
     async def delete_user(self, user_id: uuid.UUID) -> None: ...
+    async def purge_user(self, user_id: uuid.UUID, heir_id: uuid.UUID,
+                         purge_shared_vfolders: bool) -> PurgeReport:
+        """Deletes the user and what hangs on it in one transaction, or nothing: refuses
+        (FAILED_PRECONDITION) while it has live sessions or folders that are neither purged
+        nor (without ``purge_shared_vfolders``) shared, which pass to ``heir_id``."""
+        ...
 
     async def get_keypair(self, access_key: str) -> KeypairView | None: ...
     async def create_keypair(self, user_id: uuid.UUID, keypair: NewKeypair) -> KeypairView: ...
@@ -392,6 +410,19 @@ class TenancyService:
             raise FailedPrecondition("you cannot delete yourself", reason="SELF_DELETE")
         await self._repo.delete_user(user.id)
         self._changed()
+
+    async def purge_user(self, who: Principal, ref: str,
+                         purge_shared_vfolders: bool) -> PurgeReport:
+        """Backend.AI's ``purge_user``. Unlike Backend.AI, live sessions are not destroyed on
+        the way (refused instead: terminate them first), and folder contents are not erased
+        here (the user's unshared folders must be deleted and purged first); shared folders
+        pass to the caller, as in Backend.AI."""
+        user = await self._user(who, Action.DELETE, ref)
+        if user.id == who.user_id:
+            raise FailedPrecondition("you cannot purge yourself", reason="SELF_DELETE")
+        report = await self._repo.purge_user(user.id, who.user_id, purge_shared_vfolders)
+        self._changed()
+        return report
 
     # ---- keypairs ------------------------------------------------------------------------
 

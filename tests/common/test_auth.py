@@ -1,3 +1,5 @@
+import hashlib
+import hmac
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -87,3 +89,33 @@ def test_malformed_authorization(header: str) -> None:
 def test_missing_content_type_signs_as_octet_stream() -> None:
     assert auth.normalize_content_type(None) == "application/octet-stream"
     assert auth.normalize_content_type(" Application/JSON ; charset=utf-8") == "application/json"
+
+
+def _reference_signature(request: auth.SignedRequest, secret: str) -> str:
+    """The official client's derivation, spelled out (wire doc §3): three HMACs, no cache."""
+    day = auth.parse_date(request.date).astimezone(UTC).strftime("%Y%m%d")
+    k1 = hmac.new(secret.encode(), day.encode(), hashlib.sha256).digest()
+    k2 = hmac.new(k1, request.host.lower().encode(), hashlib.sha256).digest()
+    return hmac.new(k2, request.string_to_sign().encode(), hashlib.sha256).hexdigest()
+
+
+def test_cached_key_derivation_never_mixes_secrets_days_or_hosts() -> None:
+    """sign() caches the (secret, day, host) key; interleaved inputs still sign as specified."""
+    base = datetime(2026, 11, 27, 23, 59, 59, tzinfo=UTC)
+    for round_ in range(2):  # the second round is served from the cache
+        for secret in ("s1", "s2"):
+            for date in (base, base + timedelta(seconds=2)):  # two UTC days
+                for host in ("127.0.0.1:8090", "API.example:443"):
+                    request = auth.SignedRequest("GET", f"/session/{round_}", date.isoformat(),
+                                                 host, "application/json", auth.API_VERSION)
+                    assert auth.sign(request, secret) == _reference_signature(request, secret)
+
+
+def test_parsed_authorization_is_cached_but_failures_are_not() -> None:
+    header = auth.authorization_header("AKIACACHE", "AB" * 32)
+    assert auth.parse_authorization(header) == auth.parse_authorization(header)
+    assert auth.parse_authorization(header) == ("AKIACACHE", "ab" * 32)
+    for _ in range(2):
+        with pytest.raises(auth.AuthError) as info:
+            auth.parse_authorization("BackendAI nonsense")
+        assert info.value.reason == "MALFORMED_AUTHORIZATION"

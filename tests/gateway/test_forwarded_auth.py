@@ -129,6 +129,18 @@ def test_x_backendai_date_wins_over_date() -> None:
     assert extract(_conn(headers=headers)).date == signed_date
 
 
+def test_a_repeated_header_counts_once_as_its_first_value() -> None:
+    """The one-pass header scan reads what Starlette's ``Headers.get`` would: the first."""
+    headers = _signed_headers("GET", "/session/x")
+    request = _conn(headers=headers)
+    request.scope["headers"].append((b"host", b"evil.example:1"))
+    request.scope["headers"].append((b"x-backendai-version", b"v0.bogus"))
+    forwarded = extract(request)
+    assert (forwarded.host, forwarded.version) == (headers["Host"], auth.API_VERSION)
+    assert forwarded.host == request.headers.get("host")
+    _verify(dict(forwarded.metadata("tok")))
+
+
 @pytest.mark.parametrize(
     ("drop", "reason"),
     [("Authorization", "MISSING_AUTHORIZATION"), ("Date", "MISSING_DATE")],

@@ -7,16 +7,23 @@ agent protocol. Execution output comes from the protocol agent in gateway_stack.
 from __future__ import annotations
 
 import json
+import secrets
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import grpc
 import httpx
 import pytest
 import websockets
 from bai.common import auth
+from bai.gateway import convert
+from bai.manager.server import run_manager
+from bai.pb.manager.v1 import session_service_pb2 as sessions_pb
+from bai.pb.manager.v1 import session_service_pb2_grpc as sessions_grpc
 from cluster import SignedAuth
-from gateway_stack import Stack
+from gateway_stack import Stack, serve_gateway
+from manager_harness import manager_config, prepare_db, sign_metadata
 
 PROB = "https://api.backend.ai/probs/"
 IMAGE = "bai/python:3.11-debian12"
@@ -128,6 +135,64 @@ async def test_info_by_name_and_id(
     assert by_name["created_at"] and by_name["terminated_at"] is None
     history = (await client.get(f"/session/{session['sessionId']}/status-history")).json()
     assert {"PENDING", "SCHEDULED", "RUNNING"} <= set(history["result"])
+
+
+async def test_session_info_fast_path_answers_what_the_manager_says(
+    stack: Stack, client: httpx.AsyncClient, session: dict[str, Any]
+) -> None:
+    """``GET /session/{ref}`` is served by SessionInfoFastPath, not FastAPI's route: its body
+    must still be ``convert.session_info`` of the manager's GetSession reply, behind the rate
+    limiter (headers), with the JSON the route would send."""
+    method = "/bai.manager.v1.SessionService/GetSession"
+    async with grpc.aio.insecure_channel(stack.manager) as channel:
+        reply = await sessions_grpc.SessionServiceStub(channel).GetSession(
+            sessions_pb.GetSessionRequest(session_ref=session["sessionId"]),
+            metadata=sign_metadata(stack.user, method, stack.manager), timeout=10)
+    got = await client.get(f"/session/{session['sessionId']}")
+    assert got.status_code == 200 and got.headers["content-type"] == "application/json"
+    limit = int(got.headers["x-ratelimit-limit"])
+    assert 0 <= int(got.headers["x-ratelimit-remaining"]) < limit
+    assert got.headers["x-ratelimit-window"] == "900"
+    expected = convert.session_info(reply.session)
+    assert isinstance(got.json()["age"], int)
+    assert {**got.json(), "age": 0} == {**expected, "age": 0}
+    # Paths the route would not match are left to the app: its problem bodies, not ours.
+    nested = await client.get(f"/session/{session['sessionId']}/nope")
+    assert nested.status_code == 404 and nested.json()["type"] == PROB + "generic-not-found"
+
+
+_DEACTIVATE = """mutation($access_key: String!, $input: ModifyKeyPairInput!) {
+    modify_keypair(access_key: $access_key, props: $input) { ok msg }
+}"""
+
+
+async def test_a_deactivated_keypair_is_refused_on_its_next_session_read(db_url: str) -> None:
+    """The fast path caches bodies, never decisions: every read asks the manager, which
+    authenticates it, so deactivation applies to the very next ``GET /session/{ref}``."""
+    admin, user = await prepare_db(db_url)
+    token = "tok-" + secrets.token_hex(8)
+    async with run_manager(manager_config(db_url, token)) as running, \
+            serve_gateway(running.address, token) as addr:
+        base = f"http://{addr}"
+        as_admin = httpx.AsyncClient(base_url=base, timeout=30,
+                                     auth=SignedAuth(admin.access_key, admin.secret_key))
+        as_user = httpx.AsyncClient(base_url=base, timeout=30,
+                                    auth=SignedAuth(user.access_key, user.secret_key))
+        async with as_admin, as_user:
+            async def set_active(active: bool) -> None:
+                r = await as_admin.post("/admin/gql", json={"query": _DEACTIVATE, "variables": {
+                    "access_key": user.access_key, "input": {"is_active": active}}})
+                assert r.json()["data"]["modify_keypair"]["ok"] is True, r.text
+
+            before = await as_user.get("/session/no-such-session")
+            assert before.status_code == 404  # authenticated, then not found
+            await set_active(False)
+            refused = await as_user.get("/session/no-such-session")
+            assert refused.status_code == 401, refused.text
+            assert refused.json()["type"] == PROB + "auth-failed"
+            assert refused.json()["reason"] == "INACTIVE_KEYPAIR"
+            await set_active(True)
+            assert (await as_user.get("/session/no-such-session")).status_code == 404
 
 
 async def test_unknown_sessions_and_bad_signatures(stack: Stack, client: httpx.AsyncClient) -> None:

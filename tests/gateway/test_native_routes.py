@@ -27,7 +27,7 @@ def _annotations_in_source() -> dict[str, tuple[str, str, str]]:
     """``{rpc: (VERB, template, body)}`` read from the .proto text itself."""
     found: dict[str, tuple[str, str, str]] = {}
     for name in ("session_service.proto", "image_service.proto", "vfolder_service.proto",
-                 "tenancy_service.proto"):
+                 "tenancy_service.proto", "resource_group_service.proto"):
         for rpc_name, options in _RPC.findall((PROTO_DIR / name).read_text()):
             rule = _RULE.search(options)
             if rule:
@@ -42,8 +42,9 @@ def _by_name() -> dict[str, Binding]:
 
 def test_every_annotated_rpc_has_exactly_its_route() -> None:
     source = _annotations_in_source()
-    # 9 SessionService + ListImages + 28 VFolderService + 24 TenancyService: all found
-    assert len(source) == 62
+    # 9 SessionService + ListImages + 28 VFolderService + 25 TenancyService
+    # + 10 ResourceGroupService: all found
+    assert len(source) == 73
     table = {b.method.name: (b.verb, b.template, b.body) for b in bindings()}
     assert table == source
 

@@ -18,15 +18,22 @@ from bai.manager.adapters.db.admin import SqlAdminRepository
 from bai.manager.adapters.db.engine import Database
 from bai.manager.adapters.db.tables import (
     DomainRow,
+    FairShareWeightRow,
+    KernelRow,
     KeypairResourcePolicyRow,
     KeypairRow,
     ProjectMemberRow,
     ProjectResourcePolicyRow,
     ProjectRow,
+    SessionDependencyRow,
     SessionRow,
+    StatusHistoryRow,
     UserResourcePolicyRow,
     UserRow,
+    VFolderInvitationRow,
+    VFolderQuotaScopeRow,
     VFolderRow,
+    VFolderShareRow,
 )
 from bai.manager.domain.admin import KeypairView, Page, Scope, UserView
 from bai.manager.domain.auth import LoginAccount
@@ -39,7 +46,9 @@ from bai.manager.domain.tenancy import (
     NewUser,
     PolicyView,
     ProjectView,
+    PurgeReport,
 )
+from bai.manager.domain.vfolders.model import ScopeType, VFolderStatus
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -240,7 +249,8 @@ class SqlTenancyRepository:
                 SessionRow.domain_name == row.domain_name, SessionRow.project_name == row.name,
                 SessionRow.state.in_([x.value for x in LIVE_STATES])))
             folders = await s.scalar(select(func.count()).where(
-                VFolderRow.owner_project_id == project_id, VFolderRow.status != "deleted"))
+                VFolderRow.owner_project_id == project_id,
+                VFolderRow.status != VFolderStatus.PURGED.value))
             if live or folders:
                 raise FailedPrecondition(
                     f"project {row.name!r} still has {live} live session(s) and {folders} "
@@ -347,6 +357,26 @@ class SqlTenancyRepository:
             await s.execute(update(KeypairRow).where(KeypairRow.user_id == user_id)
                             .values(is_active=False))
         await self._commit(f"user {user_id}", work)
+
+    async def purge_user(self, user_id: uuid.UUID, heir_id: uuid.UUID,
+                         purge_shared_vfolders: bool) -> PurgeReport:
+        async def work(s: AsyncSession) -> PurgeReport:
+            user = await s.get(UserRow, user_id, with_for_update=True)
+            if user is None:
+                raise NotFound(f"user {user_id} not found", reason="USER_NOT_FOUND")
+            # Locking the keys first makes a session being created for one of them wait (its
+            # foreign key) and then fail, so no live session slips past the check below.
+            keys = list(await s.scalars(select(KeypairRow.access_key).where(
+                KeypairRow.user_id == user_id).with_for_update()))
+            await _refuse_live_sessions(s, user.email, keys)
+            transferred = await _pass_shared_folders(s, user.email, user_id, heir_id,
+                                                     purge_shared_vfolders)
+            sessions = await _delete_sessions(s, keys)
+            await _delete_user_rows(s, user_id, user.email)
+            return PurgeReport(transferred_vfolder_ids=tuple(transferred),
+                               deleted_keypair_count=len(keys), deleted_session_count=sessions)
+        result: PurgeReport = await self._commit(f"purge of user {user_id}", work)
+        return result
 
     # ---- keypairs ------------------------------------------------------------------------
 
@@ -478,6 +508,81 @@ class SqlTenancyRepository:
                 .where(KeypairRow.user_id == user_id, KeypairRow.is_active.is_(True))
                 .order_by(KeypairRow.created_at, KeypairRow.access_key).limit(1))
         return await self.get_keypair(access_key) if access_key else None
+
+
+async def _refuse_live_sessions(s: AsyncSession, email: str, keys: Sequence[str]) -> None:
+    if not keys:
+        return
+    live = await s.scalar(select(func.count()).where(
+        SessionRow.access_key.in_(keys), SessionRow.state.in_([x.value for x in LIVE_STATES])))
+    if live:
+        raise FailedPrecondition(f"user {email} still has {live} live session(s): terminate "
+                                 "them first", reason="USER_HAS_LIVE_SESSIONS")
+
+
+async def _pass_shared_folders(s: AsyncSession, email: str, user_id: uuid.UUID,
+                               heir_id: uuid.UUID, purge_shared: bool) -> list[uuid.UUID]:
+    """Gives the user's shared folders to ``heir_id`` (unless ``purge_shared``); refuses while
+    any other folder of the user still holds contents (ready or in the trash)."""
+    folders = {f.id: f for f in await s.scalars(select(VFolderRow).where(
+        VFolderRow.owner_user_id == user_id, VFolderRow.status != VFolderStatus.PURGED.value))}
+    shared = set() if purge_shared or not folders else set(await s.scalars(
+        select(VFolderShareRow.vfolder_id).where(VFolderShareRow.vfolder_id.in_(folders),
+                                                 VFolderShareRow.user_id != user_id)))
+    kept = sorted(f.name for f in folders.values() if f.id not in shared)
+    if kept:
+        raise FailedPrecondition(
+            f"user {email} still owns {len(kept)} folder(s) ({', '.join(kept)}): delete and "
+            "purge them first" + ("" if purge_shared else " (shared folders pass to you)"),
+            reason="USER_HAS_VFOLDERS")
+    moved = sorted(shared)
+    live_names = [n for f in moved if (n := folders[f].live_name)]  # trashed: no live name
+    clashes = sorted(n for n in await s.scalars(select(VFolderRow.live_name).where(
+        VFolderRow.owner_user_id == heir_id, VFolderRow.live_name.in_(live_names))) if n
+        ) if live_names else []
+    if clashes:  # the unique constraint would refuse too, but less precisely
+        raise AlreadyExists(f"you already own folder(s) named {', '.join(clashes)}, as shared "
+                            f"folders of {email} that would pass to you are: rename one first",
+                            reason="VFOLDER_NAME_TAKEN")
+    if moved:
+        # The heir owns them now: its own share of them (if any) is redundant.
+        await s.execute(delete(VFolderShareRow).where(VFolderShareRow.vfolder_id.in_(moved),
+                                                      VFolderShareRow.user_id == heir_id))
+        await s.execute(update(VFolderRow).where(VFolderRow.id.in_(moved))
+                        .values(owner_user_id=heir_id))
+        await s.flush()
+    return moved
+
+
+async def _delete_sessions(s: AsyncSession, keys: Sequence[str]) -> int:
+    """The (finished) sessions of ``keys`` with their kernels, status history and dependencies,
+    explicitly (SQLite enforces ON DELETE CASCADE only with its pragma on), by subquery: the
+    ids never travel as thousands of bound parameters. Returns how many sessions went."""
+    if not keys:
+        return 0
+    ids = select(SessionRow.id).where(SessionRow.access_key.in_(keys)).scalar_subquery()
+    await s.execute(delete(SessionDependencyRow).where(
+        SessionDependencyRow.session_id.in_(ids) | SessionDependencyRow.depends_on.in_(ids)))
+    await s.execute(delete(KernelRow).where(KernelRow.session_id.in_(ids)))
+    await s.execute(delete(StatusHistoryRow).where(StatusHistoryRow.session_id.in_(ids)))
+    done = await s.execute(delete(SessionRow).where(SessionRow.access_key.in_(keys)))
+    return int(done.rowcount)  # type: ignore[attr-defined]
+
+
+async def _delete_user_rows(s: AsyncSession, user_id: uuid.UUID, email: str) -> None:
+    await s.execute(delete(KeypairRow).where(KeypairRow.user_id == user_id))
+    await s.execute(delete(ProjectMemberRow).where(ProjectMemberRow.user_id == user_id))
+    await s.execute(delete(VFolderShareRow).where(VFolderShareRow.user_id == user_id))
+    await s.execute(delete(VFolderInvitationRow).where(
+        (VFolderInvitationRow.inviter_user_id == user_id)
+        | (VFolderInvitationRow.invitee_user_id == user_id)))
+    await s.execute(delete(VFolderRow).where(VFolderRow.owner_user_id == user_id))  # purged
+    await s.execute(delete(VFolderQuotaScopeRow).where(
+        VFolderQuotaScopeRow.scope_type == ScopeType.USER.value,
+        VFolderQuotaScopeRow.scope_id == user_id))
+    await s.execute(delete(FairShareWeightRow).where(FairShareWeightRow.scope == "user",
+                                                     FairShareWeightRow.subject == email))
+    await s.execute(delete(UserRow).where(UserRow.id == user_id))
 
 
 def _keypair_row(user_id: uuid.UUID, keypair: NewKeypair, at: datetime) -> KeypairRow:

@@ -376,6 +376,24 @@ class DeleteUserResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class PurgeUserRequest(_message.Message):
+    __slots__ = ("ref", "purge_shared_vfolders")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    PURGE_SHARED_VFOLDERS_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    purge_shared_vfolders: bool
+    def __init__(self, ref: _Optional[str] = ..., purge_shared_vfolders: _Optional[bool] = ...) -> None: ...
+
+class PurgeUserResponse(_message.Message):
+    __slots__ = ("transferred_vfolder_ids", "deleted_keypair_count", "deleted_session_count")
+    TRANSFERRED_VFOLDER_IDS_FIELD_NUMBER: _ClassVar[int]
+    DELETED_KEYPAIR_COUNT_FIELD_NUMBER: _ClassVar[int]
+    DELETED_SESSION_COUNT_FIELD_NUMBER: _ClassVar[int]
+    transferred_vfolder_ids: _containers.RepeatedScalarFieldContainer[str]
+    deleted_keypair_count: int
+    deleted_session_count: int
+    def __init__(self, transferred_vfolder_ids: _Optional[_Iterable[str]] = ..., deleted_keypair_count: _Optional[int] = ..., deleted_session_count: _Optional[int] = ...) -> None: ...
+
 class LookupKeypairRequest(_message.Message):
     __slots__ = ("access_key",)
     ACCESS_KEY_FIELD_NUMBER: _ClassVar[int]

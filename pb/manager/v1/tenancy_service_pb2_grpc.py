@@ -122,6 +122,11 @@ class TenancyServiceStub:
                 request_serializer=bai_dot_manager_dot_v1_dot_tenancy__service__pb2.DeleteUserRequest.SerializeToString,
                 response_deserializer=bai_dot_manager_dot_v1_dot_tenancy__service__pb2.DeleteUserResponse.FromString,
                 _registered_method=True)
+        self.PurgeUser = channel.unary_unary(
+                '/bai.manager.v1.TenancyService/PurgeUser',
+                request_serializer=bai_dot_manager_dot_v1_dot_tenancy__service__pb2.PurgeUserRequest.SerializeToString,
+                response_deserializer=bai_dot_manager_dot_v1_dot_tenancy__service__pb2.PurgeUserResponse.FromString,
+                _registered_method=True)
         self.LookupKeypair = channel.unary_unary(
                 '/bai.manager.v1.TenancyService/LookupKeypair',
                 request_serializer=bai_dot_manager_dot_v1_dot_tenancy__service__pb2.LookupKeypairRequest.SerializeToString,
@@ -295,6 +300,20 @@ class TenancyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PurgeUser(self, request, context):
+        """Deletes a user for good (Backend.AI's purge_user), with its keypairs, its memberships, the
+        rows of its finished sessions and the folders shared with it. Superadmins, and domain
+        admins for their domain's non-superadmin users. Its folders that other users share pass to
+        the caller (unless purge_shared_vfolders); it must own no other folder that is not purged
+        (the manager cannot erase folder contents here: delete and purge them first). Nothing
+        changes unless all of it does. Errors: NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION
+        (USER_HAS_LIVE_SESSIONS, USER_HAS_VFOLDERS, SELF_DELETE), ALREADY_EXISTS
+        (VFOLDER_NAME_TAKEN: the caller already owns a folder named like one that would pass).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def LookupKeypair(self, request, context):
         """One keypair by access key (its secret only to its owner or a superadmin). Errors:
         NOT_FOUND (also for keypairs the caller may not see).
@@ -443,6 +462,11 @@ def add_TenancyServiceServicer_to_server(servicer, server):
                     servicer.DeleteUser,
                     request_deserializer=bai_dot_manager_dot_v1_dot_tenancy__service__pb2.DeleteUserRequest.FromString,
                     response_serializer=bai_dot_manager_dot_v1_dot_tenancy__service__pb2.DeleteUserResponse.SerializeToString,
+            ),
+            'PurgeUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.PurgeUser,
+                    request_deserializer=bai_dot_manager_dot_v1_dot_tenancy__service__pb2.PurgeUserRequest.FromString,
+                    response_serializer=bai_dot_manager_dot_v1_dot_tenancy__service__pb2.PurgeUserResponse.SerializeToString,
             ),
             'LookupKeypair': grpc.unary_unary_rpc_method_handler(
                     servicer.LookupKeypair,
@@ -907,6 +931,33 @@ class TenancyService:
             '/bai.manager.v1.TenancyService/DeleteUser',
             bai_dot_manager_dot_v1_dot_tenancy__service__pb2.DeleteUserRequest.SerializeToString,
             bai_dot_manager_dot_v1_dot_tenancy__service__pb2.DeleteUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PurgeUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bai.manager.v1.TenancyService/PurgeUser',
+            bai_dot_manager_dot_v1_dot_tenancy__service__pb2.PurgeUserRequest.SerializeToString,
+            bai_dot_manager_dot_v1_dot_tenancy__service__pb2.PurgeUserResponse.FromString,
             options,
             channel_credentials,
             insecure,
