@@ -13,6 +13,11 @@
 4. Termination: 100 RUNNING sessions (1 kernel each) deleted in parallel; time to the last
    TERMINATED.
 
+Alongside each rate the CPU time spent per placement is printed (1: this process, which is the
+scheduler, and the PostgreSQL server's processes; 3: the manager process, read from /proc,
+which also serves the enqueue RPCs and 5,000 agents' heartbeats meanwhile): on a shared, loaded
+machine it is the steadier figure.
+
 Last line: ``placements_per_s=<x>`` (the end-to-end figure of 3).
 """
 
@@ -171,7 +176,8 @@ async def saturated(st: Stack, agents: int, sessions: int, args: argparse.Namesp
         await _agents(arepo, agents, cpu=4)
         await _sessions(srepo, ak, sessions, cpu=1)
         sched = _scheduler(db, args, rules=rules)
-        t0, placed = time.perf_counter(), 0
+        t0, cpu0, placed = time.perf_counter(), time.process_time(), 0
+        pg_cpu0 = _postgres_cpu_s(st)
         profile = cProfile.Profile() if os.environ.get("BENCH_PROFILE") else None
         if profile:
             profile.enable()
@@ -180,7 +186,8 @@ async def saturated(st: Stack, agents: int, sessions: int, args: argparse.Namesp
             if not got:
                 raise RuntimeError(f"only {placed} of {sessions} placed")
             placed += got
-        elapsed = time.perf_counter() - t0
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        pg_cpu = _postgres_cpu_s(st) - pg_cpu0
         if profile:
             profile.disable()
             pstats.Stats(profile).sort_stats("cumulative").print_stats(30)
@@ -189,7 +196,8 @@ async def saturated(st: Stack, agents: int, sessions: int, args: argparse.Namesp
         what = f"{args.scheduler}, {args.selector}" if rules else "baseline: no scheduling rules"
         print(f"saturated scheduler ({what}): {placed} placements "
               f"onto {agents} agents in {elapsed:.2f} s ({sched.passes} passes) = {rate:.0f}/s "
-              f"= {rate / 700:.2f}x the 700/s target")
+              f"= {rate / 700:.2f}x the 700/s target; CPU per placement: scheduler "
+              f"{cpu / placed * 1e3:.3f} ms, PostgreSQL {pg_cpu / placed * 1e3:.3f} ms")
         return rate
     finally:
         await db.close()
@@ -222,6 +230,41 @@ async def _count(conn: psycopg.AsyncConnection, sql: str) -> int:  # type: ignor
     return int(row[0]) if row else 0
 
 
+def _cpu_s(pid: int, *, children: bool = False) -> float:
+    """utime + stime of a process (with ``children``: plus those of its reaped children)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])
+    if children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _postgres_cpu_s(st: Stack) -> float:
+    """CPU of the PostgreSQL server: the postmaster with its exited backends, plus the live
+    backends (its children)."""
+    postmaster = int((st.pg.root / "data" / "postmaster.pid").read_text().split()[0])
+    total = _cpu_s(postmaster, children=True)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                total += _cpu_s(int(stat.parent.name))
+        except (OSError, ValueError):
+            continue  # exited meanwhile
+    return total
+
+
+def _manager_cpu_s(listen: str) -> float:
+    """utime + stime of the manager process serving ``listen`` (from /proc)."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"bai.manager" in argv and b"serve" in argv and listen.encode() in argv:
+            return _cpu_s(int(cmdline.parent.name))
+    raise RuntimeError(f"no manager process listening on {listen}")
+
+
 async def end_to_end(st: Stack, agents: int, sessions: int, log_dir: Path) -> float:
     argv = [PY, "-m", "bai.agent", "simulate", "--manager", st.manager, "--service-token",
             TOKEN, "--count", str(agents), "--cpu", "4", "--mem", "16g"]
@@ -241,7 +284,7 @@ async def end_to_end(st: Stack, agents: int, sessions: int, log_dir: Path) -> fl
             async with ManagerClient(config) as client:
                 request = spb.CreateSessionRequest(image="python", enqueue_only=True,
                                                    resources={"cpu": "1", "mem": "1g"})
-                t_enq = time.perf_counter()
+                t_enq, cpu0 = time.perf_counter(), _manager_cpu_s(st.manager)
                 await _gather_bounded([client.create_session(request)
                                        for _ in range(sessions)], 64)
                 enq = time.perf_counter() - t_enq
@@ -253,6 +296,7 @@ async def end_to_end(st: Stack, agents: int, sessions: int, log_dir: Path) -> fl
                         raise RuntimeError(f"only {n} placed")
                     await asyncio.sleep(0.2)
                 t_placed = time.perf_counter() - t_enq
+                cpu = _manager_cpu_s(st.manager) - cpu0
                 cur = await conn.execute(
                     "SELECT min(at), max(at), count(*) FROM session_status_history "
                     "WHERE state='SCHEDULED'")
@@ -262,7 +306,9 @@ async def end_to_end(st: Stack, agents: int, sessions: int, log_dir: Path) -> fl
                 print(f"end to end: {count} placements committed between {first:%H:%M:%S.%f} "
                       f"and {last:%H:%M:%S.%f} ({span:.2f} s) = {rate:.0f}/s; all placed "
                       f"{t_placed:.2f} s after the first enqueue "
-                      f"({count / t_placed:.0f}/s incl. enqueue)")
+                      f"({count / t_placed:.0f}/s incl. enqueue); manager CPU "
+                      f"{cpu / count * 1e3:.2f} ms per session (enqueue RPC + placement + "
+                      f"heartbeats meanwhile)")
                 bad = await _count(conn, "SELECT count(*) FROM agents a WHERE EXISTS (SELECT 1 "
                                    "FROM jsonb_each_text(a.capacity::jsonb) c WHERE "
                                    "COALESCE((a.occupied::jsonb->>c.key)::numeric, 0) > "

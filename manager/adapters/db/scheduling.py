@@ -1,12 +1,16 @@
 """SQL side of the scheduler: the pending queue, resource groups, policies, usage, pending notes.
 
 Implements :class:`bai.manager.domain.scheduling.ports.SchedulingRepository`. Reads are lean
-(columns, not ORM objects) because a pass reads up to the whole queue; writes of pending notes
-are one transaction per pass.
+(columns, not ORM objects) because a pass reads up to the whole queue and every ALIVE agent;
+JSON columns are read as text and parsed once per distinct text (thousands of sessions and
+agents share a handful of specs and slot shapes). Writes of pending notes are one transaction
+per pass.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import uuid
 from collections import defaultdict
 from collections.abc import Collection, Sequence
@@ -15,7 +19,10 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, cast
 
 from bai.manager.adapters.db.engine import Database
+from bai.manager.adapters.db.placement import SlotsParser
+from bai.manager.adapters.db.records import agent_record
 from bai.manager.adapters.db.tables import (
+    AgentImageRow,
     AgentRow,
     FairShareWeightRow,
     KernelRow,
@@ -30,7 +37,14 @@ from bai.manager.adapters.db.tables import (
     UserRow,
 )
 from bai.manager.domain import slots
-from bai.manager.domain.model import LIVE_STATES, SessionState, Slots, utcnow
+from bai.manager.domain.model import (
+    LIVE_STATES,
+    AgentRecord,
+    AgentStatus,
+    SessionState,
+    Slots,
+    utcnow,
+)
 from bai.manager.domain.scheduling.ports import PendingNote
 from bai.manager.domain.scheduling.types import (
     Allocation,
@@ -41,7 +55,8 @@ from bai.manager.domain.scheduling.types import (
     ResourceGroup,
     UsageSample,
 )
-from sqlalchemy import Table, bindparam, delete, func, insert, select, tuple_, update
+from sqlalchemy import Table, Text, bindparam, delete, func, insert, select, tuple_, update
+from sqlalchemy import cast as sql_cast
 
 __all__ = ["SqlSchedulingRepository"]
 
@@ -56,16 +71,28 @@ def _chunks(items: Sequence[Any]) -> list[Sequence[Any]]:
     return [items[i:i + _CHUNK] for i in range(0, len(items), _CHUNK)]
 
 
+_ALIVE = AgentStatus.ALIVE.value
+_AgentShape = tuple[str, str, str, str, str, str, str]
+"""What a pass needs of an agent row: id, address, resource group, architecture, version, and
+the capacity and occupancy JSON texts."""
+
+
 class SqlSchedulingRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._known_agents: dict[str, tuple[_AgentShape, AgentRecord]] = {}
+        """Agent records of earlier snapshots, by id, with the row shape they were built from."""
+        self._slots = SlotsParser()
+        """Parsed capacity / occupancy texts, shared by every snapshot (agents with the same
+        text share one map, which lets the scheduler's index compute per shape)."""
 
     # ---- the queue --------------------------------------------------------------------
 
     async def pending(self, limit: int, group: str | None = None) -> list[PendingSession]:
         query = (
             select(SessionRow.id, SessionRow.name, SessionRow.access_key, UserRow.email,
-                   SessionRow.domain_name, SessionRow.project_name, SessionRow.spec,
+                   SessionRow.domain_name, SessionRow.project_name,
+                   sql_cast(SessionRow.spec, Text),
                    SessionRow.priority, SessionRow.created_at, SessionRow.starts_at,
                    SessionRow.reason, SessionRow.message)
             .join(KeypairRow, KeypairRow.access_key == SessionRow.access_key)
@@ -85,18 +112,80 @@ class SqlSchedulingRepository:
             for sid, dep in await s.execute(deps_query):
                 deps[sid].append(dep)
         found = []
-        for (sid, name, ak, email, domain, project, spec, priority, created, starts, reason,
-             message) in rows:
-            rg = str(spec.get("resource_group", "default"))
+        specs: dict[str, tuple[str, str, Slots, int]] = {}
+        for (sid, name, ak, email, domain, project, spec_text, priority, created, starts,
+             reason, message) in rows:
+            parsed = specs.get(spec_text)
+            if parsed is None:
+                parsed = specs[spec_text] = _scheduled_part(json.loads(spec_text or "{}"))
+            rg, image, resources, cluster_size = parsed
             if group is not None and rg != group:
                 continue
             found.append(PendingSession(
                 id=sid, name=name, access_key=ak, user=email, domain=domain, project=project,
-                resource_group=rg, image=str(spec.get("image", "")),
-                resources=slots.from_strings(spec.get("resources", {})),
-                cluster_size=int(spec.get("cluster_size", 1)), priority=priority,
-                created_at=created, starts_at=starts, dependencies=tuple(sorted(deps[sid])),
+                resource_group=rg, image=image, resources=resources,
+                cluster_size=cluster_size, priority=priority, created_at=created,
+                starts_at=starts, dependencies=tuple(sorted(deps[sid])) if sid in deps else (),
                 reason=reason, message=message))
+        return found
+
+    async def alive_agents(self) -> list[tuple[AgentRecord, frozenset[str]]]:
+        """Every ALIVE agent with the images it holds, in id order.
+
+        Reads the columns a pass needs, with capacity and occupancy as JSON text; a record of
+        an earlier snapshot is reused when the agent's row shape is unchanged, or copied with
+        the new values when it changed, so only agents never seen before are read in full.
+        Their ``first_contact`` / ``last_heartbeat`` are therefore those of the first read (the
+        scheduler does not use them; :meth:`SqlAgentRepository.get` gives fresh ones).
+        """
+        query = (
+            select(AgentRow.id, AgentRow.address, AgentRow.resource_group,
+                   AgentRow.architecture, AgentRow.version,
+                   sql_cast(AgentRow.capacity, Text), sql_cast(AgentRow.occupied, Text))
+            .where(AgentRow.status == _ALIVE).order_by(AgentRow.id)
+        )
+        images_query = (
+            select(AgentImageRow.agent_id, AgentImageRow.image_ref)
+            .join(AgentRow, AgentRow.id == AgentImageRow.agent_id)
+            .where(AgentRow.status == _ALIVE)
+            .order_by(AgentImageRow.agent_id, AgentImageRow.image_ref)
+        )
+        previous = self._known_agents  # (a concurrent call may replace it meanwhile)
+        async with self._db.read() as s:
+            rows = (await s.execute(query)).all()
+            held: dict[str, list[str]] = defaultdict(list)
+            for agent_id, ref in await s.execute(images_query):
+                held[agent_id].append(ref)
+            unseen = [r[0] for r in rows if r[0] not in previous]
+            fresh: dict[str, AgentRecord] = {}
+            for chunk in _chunks(unseen):
+                for full in await s.scalars(select(AgentRow).where(AgentRow.id.in_(chunk))):
+                    fresh[full.id] = agent_record(full)
+        parse = self._slots
+        image_sets: dict[tuple[str, ...], frozenset[str]] = {}
+        known: dict[str, tuple[_AgentShape, AgentRecord]] = {}
+        found: list[tuple[AgentRecord, frozenset[str]]] = []
+        for shape in cast(list[_AgentShape], [tuple(r) for r in rows]):
+            agent_id = shape[0]
+            seen = previous.get(agent_id)
+            if seen is not None and seen[0] == shape:
+                record = seen[1]
+            else:
+                _, address, group, arch, version, capacity, occupied = shape
+                base = seen[1] if seen is not None else fresh.get(agent_id)
+                if base is None:
+                    continue  # (cannot happen: unseen agents were read in full above)
+                record = dataclasses.replace(
+                    base, address=address, status=AgentStatus.ALIVE, resource_group=group,
+                    architecture=arch, version=version, capacity=parse(capacity),
+                    occupied=parse(occupied))
+            known[agent_id] = (shape, record)
+            refs = tuple(held.get(agent_id, ()))
+            images = image_sets.get(refs)
+            if images is None:
+                images = image_sets[refs] = frozenset(refs)
+            found.append((record, images))
+        self._known_agents = known  # agents no longer ALIVE are forgotten
         return found
 
     async def resource_groups(self) -> dict[str, ResourceGroup]:
@@ -264,6 +353,12 @@ class SqlSchedulingRepository:
             await s.execute(delete(FairShareWeightRow).where(
                 FairShareWeightRow.scope == scope, FairShareWeightRow.subject == subject))
             s.add(FairShareWeightRow(scope=scope, subject=subject, weight=str(weight)))
+
+
+def _scheduled_part(spec: dict[str, Any]) -> tuple[str, str, Slots, int]:
+    """Resource group, image, resources and cluster size of a stored session spec."""
+    return (str(spec.get("resource_group", "default")), str(spec.get("image", "")),
+            slots.from_strings(spec.get("resources", {})), int(spec.get("cluster_size", 1)))
 
 
 def _caps(raw: dict[str, Any] | None) -> Slots:

@@ -1,13 +1,16 @@
 """One scheduling pass: predicates, queue order per resource group, agent selection, commit.
 
 A pass loads the PENDING queue (highest priority first, then oldest), the resource groups, the
-ALIVE agents with their free capacity (:class:`~.pool.AgentIndex`) and, only when something
-needs them, the owners' policies and allocations. Per resource group, the group's scheduler
-plugin orders each priority tier and its agent-selector plugin chooses an agent for each session
-in that order; decisions are made in memory and committed ``chunk_size`` at a time, each chunk
-one state-checked transaction (:meth:`SessionRepository.place_many`: session rows SKIP LOCKED,
-agent rows locked and re-checked), so two managers never over-allocate. A placement refused
-because the agent changed meanwhile is retried against the agent's fresh state.
+ALIVE agents with their free capacity (:class:`~.pool.AgentIndex`, one snapshot per pass) and,
+only when something needs them, the owners' policies and allocations (each read once per pass,
+shared by every resource group: :class:`~.queue.OrderingReads`). Per resource group, the group's
+scheduler plugin orders each priority tier and its agent-selector plugin chooses an agent for
+each session in that order; decisions are made in memory and committed ``chunk_size`` at a time,
+each chunk one state-checked transaction (:meth:`SessionRepository.place_many`: session rows
+SKIP LOCKED, agent rows locked and re-checked), so two managers never over-allocate. A
+placement refused because the agent changed meanwhile is retried against the agent's fresh
+state. A pass places up to ``batch_size`` sessions: large, because what a pass reads (the whole
+queue, every agent) costs about as much as committing a thousand placements.
 
 A session that cannot go now stays PENDING with a CamelCase reason and a message (its status
 info); a history row is written whenever the reason changes (the scheduling history), and an
@@ -17,6 +20,7 @@ CANCELLED.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections import defaultdict
@@ -28,20 +32,19 @@ from decimal import Decimal
 from bai.manager.domain import slots
 from bai.manager.domain.errors import IllegalTransition, SessionNotFound
 from bai.manager.domain.events import SessionChanged
-from bai.manager.domain.model import AgentStatus, SessionState, utcnow
+from bai.manager.domain.model import AgentRecord, AgentStatus, SessionState, utcnow
 from bai.manager.domain.placement import Placement
 from bai.manager.domain.ports import AgentRepository, EventBus, PlaceOutcome, SessionRepository
 from bai.manager.domain.scheduling import predicates
 from bai.manager.domain.scheduling.plugins import PluginNotFound, PluginRegistry
 from bai.manager.domain.scheduling.pool import AgentIndex, AgentSelector, Candidate
 from bai.manager.domain.scheduling.ports import PendingNote, SchedulingRepository
-from bai.manager.domain.scheduling.queue import in_order, usage_since
+from bai.manager.domain.scheduling.queue import OrderingReads, order_queue
 from bai.manager.domain.scheduling.types import (
     Allocation,
     DependencyState,
     PendingSession,
     PolicyLimits,
-    QueueContext,
     ResourceGroup,
     SchedulerPolicy,
     UsageSample,
@@ -52,6 +55,8 @@ __all__ = ["INSUFFICIENT", "SessionQueue", "SessionScheduler"]
 log = logging.getLogger(__name__)
 INSUFFICIENT = "InsufficientResources"
 _RETRIES = 3
+_YIELD_EVERY = 500
+"""Sessions planned between two yields to the event loop (about 20-50 ms of CPU)."""
 S = SessionState
 
 
@@ -60,8 +65,9 @@ class SessionQueue:
     the default (FIFO, dispersed), no policies, no dependencies (for tools and tests that build
     a scheduler without the scheduling tables)."""
 
-    def __init__(self, sessions: SessionRepository) -> None:
+    def __init__(self, sessions: SessionRepository, agents: AgentRepository) -> None:
         self._sessions = sessions
+        self._agents = agents
 
     async def pending(self, limit: int, group: str | None = None) -> list[PendingSession]:
         records = await self._sessions.list_in_states(frozenset({S.PENDING}), limit)
@@ -76,6 +82,9 @@ class SessionQueue:
 
     async def resource_groups(self) -> dict[str, ResourceGroup]:
         return {}
+
+    async def alive_agents(self) -> list[tuple[AgentRecord, frozenset[str]]]:
+        return await self._agents.list_alive()
 
     async def dependency_states(
         self, ids: Collection[uuid.UUID]
@@ -119,7 +128,7 @@ class _Pass:
     dependencies: dict[uuid.UUID, DependencyState]
     limits: PolicyLimits
     tally: predicates.Tally
-    allocations: list[Allocation]
+    reads: OrderingReads
 
 
 class SessionScheduler:
@@ -133,18 +142,20 @@ class SessionScheduler:
         rules: SchedulingRepository | None = None,
         *,
         plugins: PluginRegistry | None = None,
-        batch_size: int = 1000,
-        chunk_size: int = 250,
+        batch_size: int = 5000,
+        chunk_size: int = 1000,
         queue_limit: int = 20000,
     ) -> None:
         self._sessions = sessions
         self._agents = agents
         self._bus = bus
-        self._rules: SchedulingRepository = rules or SessionQueue(sessions)
+        self._rules: SchedulingRepository = rules or SessionQueue(sessions, agents)
         self._plugins = plugins or PluginRegistry()
         self._batch_size = batch_size
-        """Most placements decided per resource group per pass (keeps passes short)."""
+        """Most placements decided per resource group per pass (bounds a pass's length; the
+        plan yields to the event loop every few hundred sessions meanwhile)."""
         self._chunk_size = chunk_size
+        """Placements per commit transaction (bounds how long agent rows stay locked)."""
         self._queue_limit = queue_limit
         """Most PENDING sessions read per pass."""
         self.passes = 0
@@ -176,7 +187,7 @@ class SessionScheduler:
 
     async def _load(self, pending: list[PendingSession]) -> _Pass:
         groups = await self._rules.resource_groups()
-        index = AgentIndex(await self._agents.list_alive())
+        index = AgentIndex(await self._rules.alive_agents())
         dep_ids = {d for s in pending for d in s.dependencies}
         deps = await self._rules.dependency_states(dep_ids) if dep_ids else {}
         limits = await self._rules.limits({s.access_key for s in pending},
@@ -186,9 +197,10 @@ class SessionScheduler:
                     for name in {s.resource_group for s in pending}]
         need_allocations = not limits.empty or any(
             p is not None and p.needs_allocations for p in policies)
-        allocations = await self._rules.allocations() if need_allocations else []
+        reads = OrderingReads(self._rules)
+        allocations: list[Allocation] = await reads.allocations() if need_allocations else []
         return _Pass(utcnow(), groups, index, deps, limits, predicates.Tally.of(allocations),
-                     allocations)
+                     reads)
 
     def _policy_or_none(self, group: ResourceGroup) -> SchedulerPolicy | None:
         try:
@@ -213,12 +225,15 @@ class SessionScheduler:
             for s in queue:
                 notes[s.id] = (s, reason, f"resource group {name!r}: {exc}")
             return []
-        ordered = await self._order(group, policy, queue, st)
+        ordered = await order_queue(group, policy, queue, now=st.now,
+                                    capacity=st.index.capacity(group.name), reads=st.reads)
         plan: list[tuple[PendingSession, Candidate]] = []
         explained: dict[tuple[str, tuple[tuple[str, Decimal], ...]], str] = {}
-        for s in ordered:
+        for n, s in enumerate(ordered, 1):
             if len(plan) >= self._batch_size:
                 break
+            if n % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # a long plan must not stall heartbeats and RPCs
             verdict = predicates.check(s, now=st.now, groups=st.groups,
                                        dependencies=st.dependencies, limits=st.limits,
                                        tally=st.tally)
@@ -239,16 +254,6 @@ class SessionScheduler:
             st.tally.add(s.access_key, s.user, s.project_key, s.total)
             plan.append((s, cand))
         return plan
-
-    async def _order(self, group: ResourceGroup, policy: SchedulerPolicy,
-                     queue: list[PendingSession], st: _Pass) -> list[PendingSession]:
-        ctx = QueueContext(group=group, now=st.now, capacity=st.index.capacity(group.name),
-                           allocations=[a for a in st.allocations
-                                        if a.resource_group == group.name])
-        if policy.needs_usage:
-            ctx.usage = await self._rules.usage(usage_since(group, st.now))
-            ctx.weights = await self._rules.weights()
-        return in_order(policy, queue, ctx)
 
     @staticmethod
     def _select(s: PendingSession, index: AgentIndex, selector: AgentSelector) -> Candidate | None:
@@ -290,6 +295,7 @@ class SessionScheduler:
         because their agent changed."""
         placed = 0
         changed: list[tuple[PendingSession, Candidate]] = []
+        debug = log.isEnabledFor(logging.DEBUG)
         for start in range(0, len(plan), self._chunk_size):
             chunk = plan[start:start + self._chunk_size]
             outcomes = await self._sessions.place_many(
@@ -298,8 +304,9 @@ class SessionScheduler:
                 outcome = outcomes.get(s.id, PlaceOutcome.SESSION_GONE)
                 if outcome is PlaceOutcome.PLACED:
                     placed += 1
-                    log.debug("session %s (%s) placed on agent %s with %s", s.name, s.id,
-                              cand.id, slots.describe(s.total))
+                    if debug:  # describing the slots costs more than the rest of the loop
+                        log.debug("session %s (%s) placed on agent %s with %s", s.name, s.id,
+                                  cand.id, slots.describe(s.total))
                     await self._bus.publish(SessionChanged(s.id, S.SCHEDULED, "Scheduled"))
                 elif outcome is PlaceOutcome.AGENT_CHANGED:
                     changed.append((s, cand))

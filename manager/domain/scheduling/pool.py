@@ -27,12 +27,13 @@ class Candidate:
 
     __slots__ = ("agent", "free", "idx", "images", "pools")
 
-    def __init__(self, agent: AgentRecord, images: frozenset[str], idx: int) -> None:
+    def __init__(self, agent: AgentRecord, images: frozenset[str], idx: int,
+                 free: Slots | None = None) -> None:
         self.agent = agent
         self.images = images
         self.idx = idx
         """Position in agent-id order (ties in the sorted pools break on it)."""
-        self.free: Slots = slots.sub(agent.capacity, agent.occupied)
+        self.free: Slots = slots.sub(agent.capacity, agent.occupied) if free is None else free
         self.pools: list[AgentPool] = []
 
     @property
@@ -145,8 +146,17 @@ class AgentIndex:
 
     def __init__(self, agents: Iterable[tuple[AgentRecord, frozenset[str]]]) -> None:
         ordered = sorted(agents, key=lambda a: a[0].id)
-        self.candidates = {a.id: Candidate(a, images, i) for i, (a, images) in enumerate(ordered)}
+        # Thousands of agents share a few (capacity, occupancy) map objects when the snapshot
+        # parsed each distinct JSON text once: compute each one's free space once.
+        free: dict[tuple[int, int], Slots] = {}
+        self.candidates: dict[str, Candidate] = {}
+        for i, (a, images) in enumerate(ordered):
+            shape = (id(a.capacity), id(a.occupied))
+            if shape not in free:
+                free[shape] = slots.sub(a.capacity, a.occupied)
+            self.candidates[a.id] = Candidate(a, images, i, free[shape])
         self._pools: dict[tuple[str, str], AgentPool] = {}
+        self._capacity: dict[str, Slots] = {}
 
     def pool(self, group: str, image: str) -> AgentPool:
         key = (group, image)
@@ -162,10 +172,17 @@ class AgentIndex:
         return [c for c in self.candidates.values() if c.agent.resource_group == group]
 
     def capacity(self, group: str) -> Slots:
-        total: Slots = {}
-        for c in self.in_group(group):
-            total = slots.add(total, c.agent.capacity)
-        return total
+        """Total slots of the group's agents at the start of the pass."""
+        if group not in self._capacity:
+            shared: dict[int, tuple[Slots, int]] = {}  # capacity map → how many agents have it
+            for c in self.in_group(group):
+                cap, n = shared.get(id(c.agent.capacity), (c.agent.capacity, 0))
+                shared[id(cap)] = (cap, n + 1)
+            total: Slots = {}
+            for cap, n in shared.values():
+                total = slots.add(total, slots.scale(cap, n))
+            self._capacity[group] = total
+        return self._capacity[group]
 
     def pick(self, pool: AgentPool, selector: AgentSelector, request: Slots) -> Candidate | None:
         if pool.known_to_fail(request):

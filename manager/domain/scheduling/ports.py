@@ -10,6 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
+from bai.manager.domain.model import AgentRecord
 from bai.manager.domain.scheduling.types import (
     Allocation,
     DependencyState,
@@ -40,6 +41,11 @@ class SchedulingRepository(Protocol):
         ...
 
     async def resource_groups(self) -> dict[str, ResourceGroup]: ...
+
+    async def alive_agents(self) -> list[tuple[AgentRecord, frozenset[str]]]:
+        """Every ALIVE agent with the image refs it holds (a pass's snapshot; the commit
+        re-checks each placement against the agent's committed row)."""
+        ...
 
     async def dependency_states(
         self, ids: Collection[uuid.UUID]

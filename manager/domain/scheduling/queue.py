@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from decimal import Decimal
 from itertools import groupby
 
 from bai.common.errors import ResourceExhausted
@@ -19,13 +20,16 @@ from bai.manager.domain.scheduling.plugins import PluginNotFound, PluginRegistry
 from bai.manager.domain.scheduling.ports import SchedulingRepository
 from bai.manager.domain.scheduling.predicates import group_of
 from bai.manager.domain.scheduling.types import (
+    Allocation,
     PendingSession,
     QueueContext,
     ResourceGroup,
     SchedulerPolicy,
+    UsageSample,
 )
 
-__all__ = ["PendingLimitReached", "QueueView", "in_order", "usage_since"]
+__all__ = ["OrderingReads", "PendingLimitReached", "QueueView", "in_order", "order_queue",
+           "usage_since"]
 
 
 class PendingLimitReached(ResourceExhausted):
@@ -41,6 +45,48 @@ def in_order(
     for _, tier in groupby(tiers, key=lambda s: s.priority):
         ordered += policy.order(list(tier), ctx)
     return ordered
+
+
+class OrderingReads:
+    """What ordering queues may read from the database, each read at most once however many
+    resource groups a pass (or a position query) orders."""
+
+    def __init__(self, rules: SchedulingRepository) -> None:
+        self._rules = rules
+        self._allocations: list[Allocation] | None = None
+        self._usage: dict[datetime, list[UsageSample]] = {}
+        self._weights: dict[tuple[str, str], Decimal] | None = None
+
+    async def allocations(self) -> list[Allocation]:
+        if self._allocations is None:
+            self._allocations = await self._rules.allocations()
+        return self._allocations
+
+    async def usage(self, since: datetime) -> list[UsageSample]:
+        if since not in self._usage:
+            self._usage[since] = await self._rules.usage(since)
+        return self._usage[since]
+
+    async def weights(self) -> dict[tuple[str, str], Decimal]:
+        if self._weights is None:
+            self._weights = await self._rules.weights()
+        return self._weights
+
+
+async def order_queue(
+    group: ResourceGroup, policy: SchedulerPolicy, queue: list[PendingSession], *,
+    now: datetime, capacity: Slots, reads: OrderingReads,
+) -> list[PendingSession]:
+    """The group's queue in the order a pass considers it (the one ordering both the
+    dispatcher and :meth:`QueueView.position` use)."""
+    ctx = QueueContext(group=group, now=now, capacity=capacity)
+    if policy.needs_allocations:
+        ctx.allocations = [a for a in await reads.allocations()
+                           if a.resource_group == group.name]
+    if policy.needs_usage:
+        ctx.usage = await reads.usage(usage_since(group, now))
+        ctx.weights = await reads.weights()
+    return in_order(policy, queue, ctx)
 
 
 def usage_since(group: ResourceGroup, now: datetime) -> datetime:
@@ -82,18 +128,11 @@ class QueueView:
             policy = self._plugins.scheduler(group.scheduler, group.scheduler_opts)
         except PluginNotFound:
             return None
-        now = utcnow()
         capacity: Slots = {}
         if policy.needs_allocations or policy.needs_usage:
             for agent, _ in await self._agents.list_alive():
                 if agent.resource_group == group_name:
                     capacity = slots.add(capacity, agent.capacity)
-        ctx = QueueContext(group=group, now=now, capacity=capacity)
-        if policy.needs_allocations:
-            ctx.allocations = [a for a in await self._rules.allocations()
-                               if a.resource_group == group_name]
-        if policy.needs_usage:
-            ctx.usage = await self._rules.usage(usage_since(group, now))
-            ctx.weights = await self._rules.weights()
-        ordered = in_order(policy, queue, ctx)
+        ordered = await order_queue(group, policy, queue, now=utcnow(), capacity=capacity,
+                                    reads=OrderingReads(self._rules))
         return next(i for i, s in enumerate(ordered, 1) if s.id == session_id)

@@ -58,7 +58,9 @@ class PendingSession:
 
     @property
     def total(self) -> Slots:
-        """What the session needs on its one agent (every kernel together)."""
+        """What the session needs on its one agent (every kernel together; read-only)."""
+        if self.cluster_size == 1:
+            return self.resources  # a pass asks several times per session: no copy
         return slots.scale(self.resources, self.cluster_size)
 
     @property
