@@ -30,10 +30,16 @@ __all__ = ["SqlAgentRepository"]
 _ALIVE, _LOST = AgentStatus.ALIVE.value, AgentStatus.LOST.value
 _TERMINATED = AgentStatus.TERMINATED.value
 _AGENTS = cast(Table, AgentRow.__table__)
+# The rows are locked in id order first (the CTE), as placement and termination lock them:
+# an UPDATE … FROM join locks in whatever order the join visits rows, and two transactions
+# locking the same agents in different orders deadlock.
 _TOUCH_MANY_PG = text(
+    "WITH locked AS MATERIALIZED ("
+    " SELECT id FROM agents WHERE id = ANY(CAST(:ids AS varchar[])) AND status != :terminated"
+    " ORDER BY id FOR NO KEY UPDATE) "
     "UPDATE agents AS a SET last_heartbeat = u.at, status = :alive "
-    "FROM unnest(CAST(:ids AS varchar[]), CAST(:ats AS timestamptz[])) AS u(id, at) "
-    "WHERE a.id = u.id AND a.status != :terminated"
+    "FROM unnest(CAST(:ids AS varchar[]), CAST(:ats AS timestamptz[])) AS u(id, at), locked "
+    "WHERE a.id = u.id AND a.id = locked.id"
 )
 
 
