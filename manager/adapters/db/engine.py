@@ -29,11 +29,17 @@ __all__ = ["Database"]
 log = logging.getLogger(__name__)
 _READONLY = "bai_readonly"
 
+PG_POOL_SIZE = 40
+"""PostgreSQL connections a process keeps open: the lifecycle engine's handlers (32 by default)
+plus RPCs in flight beside them. Opened lazily, so an idle process holds few."""
+
 
 class Database:
     """One engine plus ``write()`` / ``read()`` transaction scopes."""
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int | None = None) -> None:
+        """``pool_size``: connections kept open (default: :data:`PG_POOL_SIZE` on PostgreSQL,
+        10 on SQLite)."""
         self.url: URL = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         self.engine: AsyncEngine = create_async_engine(self.url, **self._engine_args(pool_size))
@@ -41,9 +47,15 @@ class Database:
             self._install_sqlite_hooks()
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
-    def _engine_args(self, pool_size: int) -> dict[str, Any]:
+    def _engine_args(self, pool_size: int | None) -> dict[str, Any]:
         if not self.is_sqlite:
-            return {"pool_size": pool_size, "max_overflow": pool_size * 2, "pool_pre_ping": True}
+            # Overflow connections are closed as soon as they are returned: a pool smaller than
+            # the process's steady concurrency opens and closes a PostgreSQL backend (a fork on
+            # the server) per transaction under load, so the kept size covers it and the
+            # overflow only absorbs bursts.
+            kept = PG_POOL_SIZE if pool_size is None else pool_size
+            return {"pool_size": kept, "max_overflow": kept // 2, "pool_pre_ping": True}
+        pool_size = 10 if pool_size is None else pool_size
         database = self.url.database or ""
         if database in ("", ":memory:") or "mode=memory" in database:
             # One connection holds the whole in-memory database; transactions queue for it.

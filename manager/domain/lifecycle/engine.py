@@ -3,7 +3,11 @@
 Every ``expiry_interval`` seconds it also sweeps for idle and over-lifetime sessions
 (:mod:`~bai.manager.domain.lifecycle.expiry`), as a task of its own.
 
-Runs one step whenever an event arrives and at least every ``interval`` seconds. Handlers run
+Runs one step whenever an event arrives and at least every ``interval`` seconds, but paced
+(:class:`StepPacer`): under a continuous stream of session events a step waits out a gap
+proportional to how long the last one took, coalescing the events meanwhile, so each
+scheduling pass places a growing queue at once instead of rerunning for every few arrivals;
+after an idle period the gap has long passed and the first event steps at once. Handlers run
 as tasks (bounded by ``concurrency``); a session is worked on by at most one task of this
 process at a time (:class:`InFlight`). Cancelling :meth:`LifecycleEngine.run` cancels them;
 whatever they were doing is resumed from the database by the next process.
@@ -30,7 +34,7 @@ from bai.manager.domain.model import SessionRecord, SessionState
 from bai.manager.domain.ports import EventBus, SessionRepository, Subscription
 from bai.manager.domain.scheduling import SessionScheduler
 
-__all__ = ["EngineConfig", "LifecycleEngine"]
+__all__ = ["EngineConfig", "LifecycleEngine", "StepPacer", "wait_for_step"]
 
 log = logging.getLogger(__name__)
 S = SessionState
@@ -50,6 +54,64 @@ class EngineConfig:
     """Agent events alone (ALIVE, LOST) wake a step at most this often."""
     expiry_interval: float = 5.0
     """Seconds between idle-timeout / lifetime sweeps (and activity flushes)."""
+    step_gap_factor: float = 1.0
+    """After a step that took t seconds, the next event-driven step starts no sooner than
+    ``step_gap_factor`` * t after it ended: stepping takes at most 1 / (1 + factor) of the
+    process's time however fast session events arrive (a pass over 5,000 agents costs the same
+    for 3 pending sessions as for 300)."""
+    min_step_gap: float = 0.02
+    """Event-driven steps start at least this many seconds apart (the floor of the gap)."""
+    max_step_gap: float = 0.5
+    """The gap never exceeds this (nor ``interval``): a slow step must not stall the queue."""
+    burst_quiet: float = 0.02
+    """A burst of events ends after this many seconds without one ..."""
+    burst_limit: float = 0.1
+    """... or this many seconds after its first event, whichever comes first (a continuous
+    stream must not postpone the step for ever)."""
+
+
+class StepPacer:
+    """When the next event-driven step may start, from when the last one started and ended."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        self._config = config
+        self._not_before = -float("inf")
+
+    def stepped(self, started: float, ended: float) -> None:
+        cfg = self._config
+        gap = max(cfg.min_step_gap, cfg.step_gap_factor * (ended - started))
+        self._not_before = ended + min(gap, cfg.max_step_gap, cfg.interval)
+
+    def hold(self, now: float) -> float:
+        """Seconds to wait from ``now`` before stepping (0 once the gap has passed, e.g. after
+        an idle period)."""
+        return max(0.0, self._not_before - now)
+
+
+async def wait_for_step(
+    events: Subscription, pacer: StepPacer, config: EngineConfig, last: float
+) -> bool:
+    """Waits for a reason to step after the step started at ``last``: True for a session event
+    (or the interval passing), False for agent churn only (agents going LOST and back in their
+    thousands must not drive a step each: they wait for the next step, at most
+    ``agent_event_gap`` away). Events arriving until the burst ends and the pacer's gap has
+    passed join the one step."""
+    event = await events.next(max(0.0, last + config.interval - time.monotonic()))
+    if event is None:
+        return True
+    sessions = not isinstance(event, AgentChanged)
+    first = time.monotonic()
+    hold_until = first + pacer.hold(first)
+    give_up = max(hold_until, first + config.burst_limit)
+    while (now := time.monotonic()) < give_up:
+        # Before the gap has passed: wait it out; after: until a quiet moment ends the burst.
+        more = await events.next(min(max(hold_until - now, config.burst_quiet), give_up - now))
+        if more is None:
+            if time.monotonic() >= hold_until:
+                break
+            continue
+        sessions = sessions or not isinstance(more, AgentChanged)
+    return sessions
 
 
 class LifecycleEngine:
@@ -78,6 +140,9 @@ class LifecycleEngine:
         self._retry_at: dict[uuid.UUID, float] = {}
         self._expiry = expiry
         self._next_sweep = 0.0
+        self.pacer = StepPacer(config)
+        self.steps = 0
+        """Steps run so far (tests, benchmarks)."""
 
     async def run(self) -> None:
         try:
@@ -90,6 +155,7 @@ class LifecycleEngine:
                             await self.step()
                         except Exception:
                             log.exception("lifecycle step failed; retrying")
+                        self.pacer.stepped(last, time.monotonic())
                     due = await self._wait(events, last)
         finally:
             for task in self._tasks:
@@ -97,19 +163,11 @@ class LifecycleEngine:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _wait(self, events: Subscription, last: float) -> bool:
-        """Waits for a reason to step: True for a session event (or the interval passing),
-        False for agent churn only (agents going LOST and back in their thousands must not
-        drive a step each: they wait for the next step, at most ``agent_event_gap`` away)."""
-        event = await events.next(max(0.0, last + self._config.interval - time.monotonic()))
-        if event is None:
-            return True
-        sessions = not isinstance(event, AgentChanged)
-        while (more := await events.next(0.02)) is not None:  # coalesce a burst into one step
-            sessions = sessions or not isinstance(more, AgentChanged)
-        return sessions
+        return await wait_for_step(events, self.pacer, self._config, last)
 
     async def step(self) -> None:
         """One pass: schedule pending sessions, then dispatch every other live state."""
+        self.steps += 1
         await self._scheduler.schedule_once()
         batch = self._config.batch_size
         for session in await self._sessions.list_in_states(self._start.consumes, batch):
