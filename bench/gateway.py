@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests" / "support"), str(ROOT / "tests" / "manager")]
 
+from _http_load import cpu_seconds, free_port, get_request, load, wait_port  # noqa: E402
 from bai.common import auth  # noqa: E402
 from manager_harness import ProtocolAgent, prepare_db  # noqa: E402
 
@@ -52,68 +52,11 @@ uvicorn.run(app, host="127.0.0.1", port=int(__import__("sys").argv[1]), log_leve
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _spawn(args: list[str], cpu: int, log: Path) -> subprocess.Popen[bytes]:
     cpus = sorted(os.sched_getaffinity(0))
     pinned = {cpus[cpu % len(cpus)]}
     return subprocess.Popen(args, stdout=log.open("ab"), stderr=subprocess.STDOUT,
                             preexec_fn=lambda: os.sched_setaffinity(0, pinned))
-
-
-async def _wait_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    for _ in range(600):
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited; see {log}")
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            return
-        except OSError:
-            await asyncio.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _request(host: str, path: str, headers: dict[str, str]) -> bytes:
-    lines = [f"GET {path} HTTP/1.1", f"Host: {host}", *(f"{k}: {v}" for k, v in headers.items())]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-
-async def _load(port: int, request: bytes, expect: bytes, seconds: float,
-                concurrency: int) -> tuple[int, int]:
-    ok = failed = 0
-    deadline = time.perf_counter() + seconds
-
-    async def worker() -> None:
-        nonlocal ok, failed
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            while time.perf_counter() < deadline:
-                writer.write(request)
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line[:15].lower() == b"content-length:":
-                        length = int(line[15:])
-                body = await reader.readexactly(length)
-                if head.startswith(b"HTTP/1.1 200") and expect in body:
-                    ok += 1
-                else:
-                    failed += 1
-        finally:
-            writer.close()
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return ok, failed
 
 
 def _signed(host: str, path: str, keys: object) -> dict[str, str]:
@@ -130,7 +73,7 @@ async def _run(args: argparse.Namespace) -> None:
     db_url = args.db_url or f"sqlite+aiosqlite:///{work}/m.db"
     _, user = await prepare_db(db_url)
     token = secrets.token_hex(16)
-    mport, gport, bport = _free_port(), _free_port(), _free_port()
+    mport, gport, bport = free_port(), free_port(), free_port()
     py = sys.executable
     procs = [
         _spawn([py, "-m", "bai.manager", "serve", "--listen", f"127.0.0.1:{mport}",
@@ -145,31 +88,31 @@ async def _run(args: argparse.Namespace) -> None:
     print(f"pids manager={procs[0].pid} gateway={procs[1].pid} (for a profiler)", flush=True)
     agent: ProtocolAgent | None = None
     try:
-        await _wait_port(mport, procs[0], work / "manager.log")
-        await _wait_port(gport, procs[1], work / "gateway.log")
-        await _wait_port(bport, procs[2], work / "bare.log")
+        await wait_port(mport, procs[0], str(work / "manager.log"))
+        await wait_port(gport, procs[1], str(work / "gateway.log"))
+        await wait_port(bport, procs[2], str(work / "bare.log"))
         agent = await ProtocolAgent("i-bench-" + secrets.token_hex(3), f"127.0.0.1:{mport}",
                                     token).start()
         await asyncio.wait_for(agent.registered.wait(), 30)
         session_id = await _create_session(gport, user)
         host = f"127.0.0.1:{gport}"
         path = f"/session/{session_id}"
-        request = _request(host, path, _signed(host, path, user))
-        bare = _request(f"127.0.0.1:{bport}", path, {})
+        request = get_request(host, path, _signed(host, path, user))
+        bare = get_request(f"127.0.0.1:{bport}", path, {})
         expect = session_id.encode()
         zero = b"00000000-0000"
-        await _load(gport, request, expect, 1.0, args.concurrency)  # warm-up
-        await _load(bport, bare, zero, 0.5, args.concurrency)
+        await load(gport, request, expect, 1.0, args.concurrency)  # warm-up
+        await load(bport, bare, zero, 0.5, args.concurrency)
         results: dict[str, float] = {}
         cpu_us: dict[str, dict[str, float]] = {}
         for label, port, req, exp in (("bare uvicorn (baseline)", bport, bare, zero),
                                       ("gateway GET session", gport, request, expect)):
-            cpu0 = {name: _cpu_seconds(p.pid) for name, p in zip(("manager", "gateway", "bare"),
+            cpu0 = {name: cpu_seconds(p.pid) for name, p in zip(("manager", "gateway", "bare"),
                                                                   procs, strict=True)}
             t0 = time.perf_counter()
-            ok, failed = await _load(port, req, exp, args.seconds, args.concurrency)
+            ok, failed = await load(port, req, exp, args.seconds, args.concurrency)
             elapsed = time.perf_counter() - t0
-            spent = {name: _cpu_seconds(p.pid) - cpu0[name]
+            spent = {name: cpu_seconds(p.pid) - cpu0[name]
                      for name, p in zip(("manager", "gateway", "bare"), procs, strict=True)}
             busy = " ".join(f"{name}_cpu={cpu / elapsed:.0%}" for name, cpu in spent.items())
             # CPU time per request survives the noise of a shared machine better than req/s.

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests" / "support"), str(ROOT / "tests" / "manager")]
 
 import httpx  # noqa: E402
+from _http_load import cpu_seconds, free_port, get_request, load, wait_port  # noqa: E402
 from bai.common import auth  # noqa: E402
 from bai.manager.adapters.db import Database  # noqa: E402
 from bai.manager.adapters.db.accounts import ADMIN_EMAIL, bootstrap_admin  # noqa: E402
@@ -40,65 +39,8 @@ from manager_harness import Keys, ProtocolAgent, prepare_db  # noqa: E402
 _NAMES = ("manager", "gateway", "webserver")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _spawn(command: list[str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, stdout=log.open("ab"), stderr=subprocess.STDOUT)
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-async def _wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
-    for _ in range(600):
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args!r} exited")
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            return
-        except OSError:
-            await asyncio.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
-
-
-def _request(host: str, path: str, headers: dict[str, str]) -> bytes:
-    lines = [f"GET {path} HTTP/1.1", f"Host: {host}", *(f"{k}: {v}" for k, v in headers.items())]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-
-async def _load(port: int, request: bytes, expect: bytes, seconds: float,
-                concurrency: int) -> tuple[int, int]:
-    ok = failed = 0
-    deadline = time.perf_counter() + seconds
-
-    async def worker() -> None:
-        nonlocal ok, failed
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            while time.perf_counter() < deadline:
-                writer.write(request)
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line[:15].lower() == b"content-length:":
-                        length = int(line[15:])
-                body = await reader.readexactly(length)
-                if head.startswith(b"HTTP/1.1 200") and expect in body:
-                    ok += 1
-                else:
-                    failed += 1
-        finally:
-            writer.close()
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return ok, failed
 
 
 async def _prepare(db_url: str, password: str) -> Keys:
@@ -117,7 +59,7 @@ async def _run(args: argparse.Namespace) -> None:
     password = secrets.token_urlsafe(12)
     admin = await _prepare(db_url, password)
     token = secrets.token_hex(16)
-    mport, gport, wport = _free_port(), _free_port(), _free_port()
+    mport, gport, wport = free_port(), free_port(), free_port()
     py = sys.executable
     commands = (
         [py, "-m", "bai.manager", "serve", "--listen", f"127.0.0.1:{mport}", "--db-url", db_url,
@@ -135,7 +77,7 @@ async def _run(args: argparse.Namespace) -> None:
     agent: ProtocolAgent | None = None
     try:
         for port, proc in zip((mport, gport, wport), procs, strict=True):
-            await _wait_port(port, proc)
+            await wait_port(port, proc)
         agent = await ProtocolAgent("i-bench-" + secrets.token_hex(3), f"127.0.0.1:{mport}",
                                     token).start()
         session_id, cookie = await _session_and_cookie(gport, wport, admin, password)
@@ -143,22 +85,22 @@ async def _run(args: argparse.Namespace) -> None:
         date = auth.now_date()
         signed = auth.SignedRequest("GET", path, date, host, "application/octet-stream",
                                     auth.API_VERSION)
-        direct = _request(host, path, {
+        direct = get_request(host, path, {
             "Date": date, "X-BackendAI-Version": auth.API_VERSION,
             "Authorization": auth.authorization_header(
                 admin.access_key, auth.sign(signed, admin.secret_key))})
-        via_web = _request(f"127.0.0.1:{wport}", "/func" + path,
+        via_web = get_request(f"127.0.0.1:{wport}", "/func" + path,
                            {"Cookie": f"AIOHTTP_SESSION={cookie}"})
         expect = session_id.encode()
-        await _load(wport, via_web, expect, 1.0, args.concurrency)  # warm-up
+        await load(wport, via_web, expect, 1.0, args.concurrency)  # warm-up
         results: dict[str, tuple[float, dict[str, float]]] = {}
         for label, port, request in (("direct to gateway", gport, direct),
                                      ("through webserver", wport, via_web)):
-            cpu0 = [_cpu_seconds(p.pid) for p in procs]
+            cpu0 = [cpu_seconds(p.pid) for p in procs]
             t0 = time.perf_counter()
-            ok, failed = await _load(port, request, expect, args.seconds, args.concurrency)
+            ok, failed = await load(port, request, expect, args.seconds, args.concurrency)
             elapsed = time.perf_counter() - t0
-            per_req = {n: (_cpu_seconds(p.pid) - c0) / max(ok, 1) * 1e6
+            per_req = {n: (cpu_seconds(p.pid) - c0) / max(ok, 1) * 1e6
                        for n, p, c0 in zip(_NAMES, procs, cpu0, strict=True)}
             results[label] = (ok / elapsed, per_req)
             print(f"{label:<18} requests={ok} failed={failed} req_per_s={ok / elapsed:.1f} "

@@ -13,6 +13,7 @@ from typing import Any
 
 from bai.client.client import ManagerClient
 from bai.client.output import Printer, message_json, when
+from bai.common.struct_values import plain
 from bai.pb.manager.v1 import admin_service_pb2 as admin_pb
 from bai.pb.manager.v1 import resource_group_service_pb2 as pb
 from google.protobuf.message import Message
@@ -56,17 +57,6 @@ def _csv(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
-def _plain(value: Any) -> Any:
-    """Struct numbers are doubles: print integral ones as ints (3600, not 3600.0)."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
 def _group_rows(groups: list[pb.ResourceGroup]) -> list[tuple[str, ...]]:
     return [(g.name, "yes" if g.is_active else "no", g.scheduler, g.agent_selector,
              ",".join(g.allowed_domains) or "*", ",".join(g.allowed_projects) or "*",
@@ -75,11 +65,11 @@ def _group_rows(groups: list[pb.ResourceGroup]) -> list[tuple[str, ...]]:
 
 def _print_group(out: Printer, group: pb.ResourceGroup, verb: str = "") -> None:
     if out.as_json:
-        out.json(_plain(message_json(group)))
+        out.json(plain(message_json(group)))
         return
     if verb:
         out.line(f'resource group "{group.name}" {verb}')
-    options = json.dumps(_plain(message_json(group).get("schedulerOptions", {})),
+    options = json.dumps(plain(message_json(group).get("schedulerOptions", {})),
                          sort_keys=True)
     out.table(("FIELD", "VALUE"), (
         ("name", group.name), ("description", group.description),
@@ -100,7 +90,7 @@ async def _list(client: ManagerClient, args: argparse.Namespace, out: Printer) -
         request.is_active = args.active
     reply = await _call(client, "ListResourceGroups", request, pb.ListResourceGroupsResponse)
     if out.as_json:
-        out.json({"resourceGroups": [_plain(message_json(g)) for g in reply.resource_groups],
+        out.json({"resourceGroups": [plain(message_json(g)) for g in reply.resource_groups],
                   "totalCount": reply.total_count})
     else:
         out.table(("NAME", "ACTIVE", "SCHEDULER", "SELECTOR", "DOMAINS", "PROJECTS", "AGENTS",

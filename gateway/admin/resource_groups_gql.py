@@ -27,6 +27,7 @@ from uuid import UUID
 import grpc
 import strawberry
 from bai.common import rpc
+from bai.common.struct_values import plain
 from bai.gateway.admin.tenancy_gql_types import SimplePayload, timestamp
 from bai.gateway.upstream import Unary, method_path
 from bai.pb.manager.v1 import admin_service_pb2 as admin_pb
@@ -127,17 +128,6 @@ def _split_selector(options: dict[str, Any]) -> tuple[dict[str, Any], str | None
     return options, _SELECTORS.get(name, name)
 
 
-def _plain(value: Any) -> Any:
-    """Struct numbers are doubles: print integral ones as ints (3600, not 3600.0)."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
 def _struct(options: dict[str, Any]) -> Struct:
     struct = Struct()
     struct.update(options)
@@ -192,7 +182,7 @@ class ScalingGroup:
             name=g.name, description=g.description, is_active=g.is_active, is_public=True,
             created_at=timestamp(g.create_time), driver="static", driver_opts="{}",
             scheduler=g.scheduler,
-            scheduler_opts=json.dumps(_plain(json_format.MessageToDict(g.scheduler_options))),
+            scheduler_opts=json.dumps(plain(json_format.MessageToDict(g.scheduler_options))),
             use_host_network=False, wsproxy_addr=None, wsproxy_api_token=None,
             agent_selector=g.agent_selector, allowed_domains=list(g.allowed_domains),
             allowed_projects=list(g.allowed_projects), agent_count=g.agent_count,

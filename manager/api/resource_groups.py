@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, TypeAlias
 
 import grpc
+from bai.common.struct_values import plain
 from bai.manager.api.admin import _ts, agent_to_proto
 from bai.manager.api.interceptor import principal
 from bai.manager.domain.admin import page_of
@@ -27,19 +27,8 @@ _SCOPES = {pb.FAIR_SHARE_SCOPE_PROJECT: "project", pb.FAIR_SHARE_SCOPE_USER: "us
 _SCOPE_VALUES = {v: k for k, v in _SCOPES.items()}
 
 
-def _plain(value: Any) -> Any:
-    """Struct numbers are doubles: give integral ones back as ints (``{"n": 3}`` stays 3)."""
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
 def options_from_proto(struct: Struct) -> dict[str, Any]:
-    return {str(k): _plain(v) for k, v in json_format.MessageToDict(struct).items()}
+    return {str(k): plain(v) for k, v in json_format.MessageToDict(struct).items()}
 
 
 def _struct(options: dict[str, Any]) -> Struct:
