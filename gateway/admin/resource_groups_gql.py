@@ -28,6 +28,7 @@ import grpc
 import strawberry
 from bai.common import rpc
 from bai.common.struct_values import plain
+from bai.gateway.admin.calls import graphql_error
 from bai.gateway.admin.tenancy_gql_types import SimplePayload, timestamp
 from bai.gateway.upstream import Unary, method_path
 from bai.pb.manager.v1 import admin_service_pb2 as admin_pb
@@ -55,12 +56,6 @@ class Failed:
     msg: str
 
 
-def _graphql_error(exc: grpc.aio.AioRpcError) -> GraphQLError:
-    err = rpc.error_from_rpc(exc)
-    return GraphQLError(err.message or exc.code().name,
-                        extensions={"code": exc.code().name, "reason": err.reason})
-
-
 async def _raw(info: strawberry.Info[Any, None], method: str, request: Message) -> Any:
     ctx = info.context
     descriptor = _SERVICE.methods_by_name[method]
@@ -74,14 +69,14 @@ async def _tenancy(info: strawberry.Info[Any, None], method: str, request: Messa
     try:
         return await ctx.calls.tenancy(method, request, ctx.metadata)
     except grpc.aio.AioRpcError as exc:
-        raise _graphql_error(exc) from None
+        raise graphql_error(exc) from None
 
 
 async def _call(info: strawberry.Info[Any, None], method: str, request: Message) -> Any:
     try:
         return await _raw(info, method, request)
     except grpc.aio.AioRpcError as exc:
-        raise _graphql_error(exc) from None
+        raise graphql_error(exc) from None
 
 
 async def _change(info: strawberry.Info[Any, None], method: str, request: Message) -> Any:
@@ -90,7 +85,7 @@ async def _change(info: strawberry.Info[Any, None], method: str, request: Messag
         return await _raw(info, method, request)
     except grpc.aio.AioRpcError as exc:
         if exc.code() in _RAISED:
-            raise _graphql_error(exc) from None
+            raise graphql_error(exc) from None
         err = rpc.error_from_rpc(exc)
         return Failed(f"{err.reason}: {err.message}")
 
@@ -252,7 +247,7 @@ class ResourceGroupQuery:
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 return None
-            raise _graphql_error(exc) from None
+            raise graphql_error(exc) from None
         return ScalingGroup.of(reply.resource_group)
 
     @strawberry.field(description="Groups a domain may use (listed, or open to all).")  # type: ignore[untyped-decorator]

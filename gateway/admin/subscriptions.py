@@ -24,7 +24,7 @@ from typing import Any
 import grpc
 import strawberry
 from bai.common import auth, rpc
-from bai.gateway.admin.calls import AdminCalls, admin_calls
+from bai.gateway.admin.calls import AdminCalls, admin_calls, graphql_error
 from bai.gateway.auth import Metadata
 from bai.gateway.upstream import Upstream
 from bai.pb.manager.v1 import admin_service_pb2 as admin_pb
@@ -82,11 +82,6 @@ class SubscriptionContext(BaseContext):
         self.auth_error = auth_error
 
 
-def _error(exc: grpc.aio.AioRpcError) -> GraphQLError:
-    err = rpc.error_from_rpc(exc)
-    return GraphQLError(err.message, extensions={"code": exc.code().name, "reason": err.reason})
-
-
 def _scopes(scope: str) -> frozenset[str]:
     scopes = frozenset(s.strip() for s in scope.split(",") if s.strip()) or frozenset({"*"})
     if scopes - _SCOPES:
@@ -118,7 +113,7 @@ class Subscription:
                 if "*" in scopes or name.split("_", 1)[0] in scopes:
                     yield SessionLifecycleEvent.of(message.event)
         except grpc.aio.AioRpcError as exc:
-            raise _error(exc) from None
+            raise graphql_error(exc) from None
         finally:
             call.cancel()
 
